@@ -1,0 +1,52 @@
+"""tensorwasm_tc: a runtime for sandboxed tensor functions.
+
+Public API (re-exports only)::
+
+    from tensorwasm_tc import Runtime
+    rt = Runtime()
+    fn = rt.load(wasm)                 # bytes (binary) or str (WAT text)
+    fn.invoke("add", [2, 3]).values    # [5]
+"""
+
+from __future__ import annotations
+
+from tensorwasm_tc._core import (
+    InstanceClosedError,
+    InternalError,
+    InvalidArgsError,
+    InvalidWasmError,
+    InvokeResult,
+    InvokeTimeoutError,
+    MemoryLimitError,
+    MissingExportError,
+    ModuleTooLargeError,
+    ResourceExhaustedError,
+    TensorWasmError,
+    TrapError,
+    UnknownImportError,
+    __version__,
+    build_info,
+)
+from tensorwasm_tc.runtime import Function, Instance, Runtime, default_home
+
+__all__ = [
+    "Function",
+    "Instance",
+    "InstanceClosedError",
+    "InternalError",
+    "InvalidArgsError",
+    "InvalidWasmError",
+    "InvokeResult",
+    "InvokeTimeoutError",
+    "MemoryLimitError",
+    "MissingExportError",
+    "ModuleTooLargeError",
+    "ResourceExhaustedError",
+    "Runtime",
+    "TensorWasmError",
+    "TrapError",
+    "UnknownImportError",
+    "__version__",
+    "build_info",
+    "default_home",
+]

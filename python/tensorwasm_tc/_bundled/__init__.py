@@ -1,0 +1,1 @@
+"""Data files shipped in the wheel (example guests)."""

@@ -1,0 +1,154 @@
+"""`tensor-wasm` / `tensor-wasm-cli`: run functions from the command line.
+
+The CLI parses arguments and prints; everything it does goes through the
+public `tensorwasm_tc` API.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tensorwasm_tc import Runtime, TensorWasmError, __version__, build_info
+from tensorwasm_tc._core import engine_info, module_cache_stats
+
+
+def _version_text() -> str:
+    info = build_info()
+    return (
+        f"tensor-wasm {__version__}\n"
+        f"git_sha: {info['git_sha']}\n"
+        f"rustc_version: {info['rustc_version']}\n"
+        f"profile: {info['profile']}\n"
+        f"target: {info['target']}"
+    )
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(_version_text())
+    ctx.exit()
+
+
+def _parse_number(text: str) -> int | float:
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number", param_hint="ARGS") from None
+
+
+def _fail(err: TensorWasmError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": {"kind": err.kind, "message": str(err)}}))
+    else:
+        if err.stdout:
+            click.echo(err.stdout, nl=False)
+        if err.stderr:
+            click.echo(err.stderr, nl=False, err=True)
+        click.echo(f"error [{err.kind}]: {err}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version, git sha, rustc version, build profile and target.",
+)
+def main() -> None:
+    """tensor-wasm: sandboxed tensor functions."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--export", "-e", default=None, help="Export to call (default: _start, then main).")
+@click.option("--deadline-ms", type=int, default=30_000, show_default=True)
+@click.option("--max-memory-bytes", type=int, default=256 << 20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run(
+    module: Path,
+    args: tuple[str, ...],
+    export: str | None,
+    deadline_ms: int,
+    max_memory_bytes: int,
+    as_json: bool,
+) -> None:
+    """Run an export of MODULE (.wasm or .wat) with numeric ARGS."""
+    numbers = [_parse_number(a) for a in args]
+    rt = Runtime(max_memory_bytes=max_memory_bytes, deadline_ms=deadline_ms)
+    try:
+        fn = rt.load(module)
+        res = fn.invoke(export, numbers)
+    except TensorWasmError as err:
+        _fail(err, as_json)
+        return
+    if as_json:
+        out: dict[str, Any] = {
+            "function_id": fn.id,
+            "result": res.values,
+            "stdout": res.stdout,
+            "stderr": res.stderr,
+            "duration_ms": res.duration_ms,
+        }
+        click.echo(json.dumps(out))
+        return
+    click.echo(res.stdout, nl=False)
+    click.echo(res.stderr, nl=False, err=True)
+    if res.values:
+        click.echo(" ".join(str(v) for v in res.values))
+
+
+@main.command()
+def demo() -> None:
+    """Run the bundled example function."""
+    wat = resources.files("tensorwasm_tc._bundled").joinpath("hello.wat").read_text()
+    rt = Runtime()
+    try:
+        fn = rt.load(wat)
+        greeting = fn.invoke()
+        fib = fn.invoke("fib", [50])
+        total = fn.invoke("add", [2, 3])
+    except TensorWasmError as err:
+        _fail(err, False)
+        return
+    click.echo(greeting.stdout, nl=False)
+    click.echo(f"fib(50) = {fib.values[0]}  ({fib.duration_ms * 1e3:.1f} µs, fresh sandbox)")
+    click.echo(f"add(2, 3) = {total.values[0]}")
+    click.echo(f"function id: {fn.id}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info(as_json: bool) -> None:
+    """Show the build, the engine and the module cache."""
+    data = {
+        "build": build_info(),
+        "engine": engine_info(),
+        "module_cache": module_cache_stats(),
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(_version_text())
+    eng = data["engine"]
+    click.echo(f"engine fingerprint: {eng['fingerprint']}")
+    on = sorted(k for k, v in eng["features"].items() if v)
+    click.echo(f"wasm proposals on: {', '.join(on)}")
+
+
+if __name__ == "__main__":
+    main()

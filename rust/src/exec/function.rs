@@ -1,0 +1,445 @@
+//! Loading modules into ready templates and invoking them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    ExternType, InstancePre, Linker, Module, ModuleExport, Store, Trap, Val, WasmBacktrace,
+};
+
+use super::cache::ModuleCache;
+use super::engine::{EPOCH_TICK, engine};
+use super::limits::{Limits, validate_deadline};
+use super::store::StoreData;
+use super::values::{ArgValue, ResultValue, ValType, lower_args, placeholder, raise};
+use super::wasi::{self, ProcExit};
+use crate::error::{CoreError, CoreResult, ErrorKind};
+
+/// Largest module accepted by default (64 MiB).
+pub const DEFAULT_MAX_MODULE_BYTES: usize = 64 << 20;
+/// Modules kept ready in memory (LRU).
+pub const MEMORY_CACHE_ENTRIES: usize = 256;
+/// Exports tried, in order, when a call names none.
+pub const DEFAULT_EXPORTS: [&str; 2] = ["_start", "main"];
+
+/// The signature of one exported function.
+#[derive(Clone)]
+pub struct ExportSig {
+    pub name: String,
+    pub params: Vec<ValType>,
+    pub results: Vec<ValType>,
+    index: ModuleExport,
+}
+
+impl ExportSig {
+    /// wasmtime's pre-resolved handle for this export (no name lookup per call).
+    pub fn index(&self) -> &ModuleExport {
+        &self.index
+    }
+}
+
+/// A compiled, validated, pre-linked module: shared by every `Function` and
+/// instance of the same bytes in the process.
+pub struct CompiledModule {
+    pub id: [u8; 32],
+    pub module: Module,
+    pub pre: InstancePre<StoreData>,
+    pub exports: Vec<ExportSig>,
+    by_name: HashMap<String, usize>,
+}
+
+impl CompiledModule {
+    pub fn id_hex(&self) -> String {
+        hex(&self.id)
+    }
+
+    /// The export a call targets: the named one, else `_start`, else `main`.
+    pub fn resolve_export(&self, name: Option<&str>) -> CoreResult<&ExportSig> {
+        let found = match name {
+            Some(n) => self.by_name.get(n),
+            None => DEFAULT_EXPORTS.iter().find_map(|n| self.by_name.get(*n)),
+        };
+        found.map(|&i| &self.exports[i]).ok_or_else(|| {
+            let available: Vec<&str> = self.exports.iter().map(|e| e.name.as_str()).collect();
+            let wanted = match name {
+                Some(n) => format!("no exported function named '{n}'"),
+                None => "no export was named and the module exports neither '_start' nor 'main'"
+                    .to_string(),
+            };
+            CoreError::new(
+                ErrorKind::MissingExport,
+                format!("{wanted}; exported functions: [{}]", available.join(", ")),
+            )
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn linker() -> &'static Linker<StoreData> {
+    static LINKER: OnceLock<Linker<StoreData>> = OnceLock::new();
+    LINKER.get_or_init(|| {
+        let mut l = Linker::new(engine());
+        if let Err(e) = wasi::add_to_linker(&mut l) {
+            panic!("tensorwasm: cannot define host functions: {e:#}");
+        }
+        l
+    })
+}
+
+pub fn module_cache() -> &'static ModuleCache<CompiledModule> {
+    static CACHE: OnceLock<ModuleCache<CompiledModule>> = OnceLock::new();
+    CACHE.get_or_init(|| ModuleCache::new(MEMORY_CACHE_ENTRIES))
+}
+
+/// WAT text or binary → binary bytes, with the size cap applied to both.
+pub fn to_binary(bytes: &[u8], is_text: bool, max_module_bytes: usize) -> CoreResult<Vec<u8>> {
+    let too_large = |n: usize| {
+        CoreError::new(
+            ErrorKind::ModuleTooLarge,
+            format!("module is {n} bytes; the limit is {max_module_bytes} bytes"),
+        )
+    };
+    if bytes.len() > max_module_bytes {
+        return Err(too_large(bytes.len()));
+    }
+    if !is_text {
+        return Ok(bytes.to_vec());
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| CoreError::new(ErrorKind::InvalidWasm, "WAT text is not valid UTF-8"))?;
+    let binary = wat::parse_str(text)
+        .map_err(|e| CoreError::new(ErrorKind::InvalidWasm, format!("invalid WAT text: {e}")))?;
+    if binary.len() > max_module_bytes {
+        return Err(too_large(binary.len()));
+    }
+    Ok(binary)
+}
+
+/// Compiles (or fetches from cache) a module given as binary bytes.
+pub fn load_module(
+    binary: &[u8],
+    cache_dir: Option<&Path>,
+    max_module_bytes: usize,
+) -> CoreResult<Arc<CompiledModule>> {
+    if binary.len() > max_module_bytes {
+        return Err(CoreError::new(
+            ErrorKind::ModuleTooLarge,
+            format!(
+                "module is {} bytes; the limit is {max_module_bytes} bytes",
+                binary.len()
+            ),
+        ));
+    }
+    if !binary.starts_with(b"\0asm") {
+        return Err(CoreError::new(
+            ErrorKind::InvalidWasm,
+            "not a WebAssembly binary (missing the \\0asm magic); pass WAT as text",
+        ));
+    }
+    let id = *blake3::hash(binary).as_bytes();
+    let cache = module_cache();
+    if let Some(m) = cache.get(&id) {
+        return Ok(m);
+    }
+    let module = cache.compile(&id, binary, cache_dir).map_err(|e| {
+        CoreError::new(
+            ErrorKind::InvalidWasm,
+            format!("invalid module: {}", root_message(&e)),
+        )
+    })?;
+    let compiled = Arc::new(prepare(id, module)?);
+    cache.insert(id, compiled.clone());
+    Ok(compiled)
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    // wasmtime's chain is "context: cause"; show every level once.
+    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    parts.join(": ")
+}
+
+fn prepare(id: [u8; 32], module: Module) -> CoreResult<CompiledModule> {
+    let known = wasi::provided_names();
+    for import in module.imports() {
+        let provided = import.module() == wasi::MODULE
+            && known.contains(import.name())
+            && matches!(import.ty(), ExternType::Func(_));
+        if !provided {
+            let what = match import.ty() {
+                ExternType::Func(_) => "function",
+                ExternType::Global(_) => "global",
+                ExternType::Table(_) => "table",
+                ExternType::Memory(_) => "memory",
+                ExternType::Tag(_) => "tag",
+            };
+            return Err(CoreError::new(
+                ErrorKind::UnknownImport,
+                format!(
+                    "module imports {what} '{}.{}', which this runtime does not provide \
+                     (available: WASI preview 1 functions in '{}')",
+                    import.module(),
+                    import.name(),
+                    wasi::MODULE
+                ),
+            ));
+        }
+    }
+    let pre = linker().instantiate_pre(&module).map_err(|e| {
+        CoreError::new(
+            ErrorKind::UnknownImport,
+            format!(
+                "module imports do not match the runtime's: {}",
+                root_message(&e)
+            ),
+        )
+    })?;
+    let mut exports = Vec::new();
+    let mut by_name = HashMap::new();
+    for export in module.exports() {
+        if let ExternType::Func(ft) = export.ty() {
+            let Some(index) = module.get_export_index(export.name()) else {
+                continue;
+            };
+            by_name.insert(export.name().to_string(), exports.len());
+            exports.push(ExportSig {
+                name: export.name().to_string(),
+                params: ft.params().map(|t| ValType::from_wasmtime(&t)).collect(),
+                results: ft.results().map(|t| ValType::from_wasmtime(&t)).collect(),
+                index,
+            });
+        }
+    }
+    Ok(CompiledModule {
+        id,
+        module,
+        pre,
+        exports,
+        by_name,
+    })
+}
+
+/// What a successful call returns.
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    pub values: Vec<ResultValue>,
+    pub stdout: String,
+    pub stderr: String,
+    pub output_truncated: bool,
+    pub duration: Duration,
+}
+
+/// A compiled module with the limits its instances run under.
+#[derive(Clone)]
+pub struct Function {
+    pub compiled: Arc<CompiledModule>,
+    pub limits: Limits,
+}
+
+impl Function {
+    pub fn new(compiled: Arc<CompiledModule>, limits: Limits) -> CoreResult<Self> {
+        limits.validate()?;
+        Ok(Function { compiled, limits })
+    }
+
+    /// A new store set up with this function's limits.
+    pub fn new_store(&self) -> Store<StoreData> {
+        let mut store = Store::new(engine(), StoreData::new(&self.limits));
+        store.limiter(|d| &mut d.limiter);
+        store.epoch_deadline_trap();
+        // No call is running yet; a generous deadline until one starts.
+        store.set_epoch_deadline(deadline_ticks(self.limits.deadline_ms));
+        store
+    }
+
+    /// Calls `export` on a fresh instance (instantiated from the template).
+    pub fn invoke(
+        &self,
+        export: Option<&str>,
+        args: &[ArgValue],
+        deadline_ms: Option<u64>,
+    ) -> CoreResult<InvokeOutcome> {
+        let sig = self.compiled.resolve_export(export)?;
+        let params = lower_args(&sig.name, &sig.params, args)?;
+        let deadline_ms = deadline_ms.unwrap_or(self.limits.deadline_ms);
+        validate_deadline(deadline_ms)?;
+        let started = Instant::now();
+        let mut store = self.new_store();
+        store.set_epoch_deadline(deadline_ticks(deadline_ms));
+        let instance = self
+            .compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify_instantiate_error(e, store.data()))?;
+        let func = instance
+            .get_module_export(&mut store, &sig.index)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| CoreError::internal("export vanished after instantiation"))?;
+        call(&mut store, &func, sig, &params, deadline_ms, started)
+    }
+}
+
+/// Epoch ticks for a deadline: rounded up, plus one because the current tick
+/// is already partly spent.
+pub fn deadline_ticks(deadline_ms: u64) -> u64 {
+    let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
+    deadline_ms.div_ceil(tick_ms) + 1
+}
+
+/// Runs `func` in `store` and maps every outcome to ours.
+pub fn call(
+    store: &mut Store<StoreData>,
+    func: &wasmtime::Func,
+    sig: &ExportSig,
+    params: &[Val],
+    deadline_ms: u64,
+    started: Instant,
+) -> CoreResult<InvokeOutcome> {
+    let mut results: Vec<Val> = sig.results.iter().map(|t| placeholder(*t)).collect();
+    let outcome = func.call(&mut *store, params, &mut results);
+    let data = store.data_mut();
+    let (stdout, out_cut) = data.wasi.stdout.take_text();
+    let (stderr, err_cut) = data.wasi.stderr.take_text();
+    match outcome {
+        Ok(()) => Ok(InvokeOutcome {
+            values: results.iter().map(raise).collect(),
+            stdout,
+            stderr,
+            output_truncated: out_cut || err_cut,
+            duration: started.elapsed(),
+        }),
+        Err(e) => {
+            if let Some(ProcExit(0)) = e.downcast_ref::<ProcExit>() {
+                // `proc_exit(0)` is how a WASI command returns normally.
+                return Ok(InvokeOutcome {
+                    values: Vec::new(),
+                    stdout,
+                    stderr,
+                    output_truncated: out_cut || err_cut,
+                    duration: started.elapsed(),
+                });
+            }
+            let mut err = classify_call_error(&e, data, &sig.name, deadline_ms, started);
+            err.stdout = Some(stdout);
+            err.stderr = Some(stderr);
+            Err(err)
+        }
+    }
+}
+
+/// wasmtime's trap code, named as wasmtime's C and Python APIs name it.
+pub fn trap_code(t: Trap) -> &'static str {
+    match t {
+        Trap::StackOverflow => "stack_overflow",
+        Trap::MemoryOutOfBounds => "memory_out_of_bounds",
+        Trap::HeapMisaligned => "heap_misaligned",
+        Trap::TableOutOfBounds => "table_out_of_bounds",
+        Trap::IndirectCallToNull => "indirect_call_to_null",
+        Trap::BadSignature => "bad_signature",
+        Trap::IntegerOverflow => "integer_overflow",
+        Trap::IntegerDivisionByZero => "integer_division_by_zero",
+        Trap::BadConversionToInteger => "bad_conversion_to_integer",
+        Trap::UnreachableCodeReached => "unreachable_code_reached",
+        Trap::Interrupt => "interrupt",
+        Trap::OutOfFuel => "out_of_fuel",
+        Trap::NullReference => "null_reference",
+        Trap::ArrayOutOfBounds => "array_out_of_bounds",
+        Trap::AllocationTooLarge => "allocation_too_large",
+        Trap::CastFailure => "cast_failure",
+        _ => "other",
+    }
+}
+
+fn classify_call_error(
+    e: &wasmtime::Error,
+    data: &StoreData,
+    export: &str,
+    deadline_ms: u64,
+    started: Instant,
+) -> CoreError {
+    if let Some(ProcExit(code)) = e.downcast_ref::<ProcExit>() {
+        let mut err = CoreError::new(
+            ErrorKind::Trap,
+            format!("export '{export}': guest exited with status {code} (proc_exit)"),
+        );
+        err.exit_code = Some(*code);
+        return err;
+    }
+    let backtrace = e
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| format!("\n{bt}"))
+        .unwrap_or_default();
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CoreError::new(
+            ErrorKind::InvokeTimeout,
+            format!(
+                "export '{export}' ran past its deadline of {deadline_ms} ms (stopped after {} ms)",
+                started.elapsed().as_millis()
+            ),
+        ),
+        Some(t) if data.limiter.memory_limit_hit || data.limiter.table_limit_hit => {
+            let what = if data.limiter.memory_limit_hit {
+                "linear memory"
+            } else {
+                "table"
+            };
+            let mut err = CoreError::new(
+                ErrorKind::MemoryLimit,
+                format!(
+                    "export '{export}' trapped ({t}) after the guest was refused more {what} than its cap allows{backtrace}"
+                ),
+            );
+            err.trap_code = Some(trap_code(*t));
+            err
+        }
+        Some(t) => {
+            let mut err = CoreError::new(
+                ErrorKind::Trap,
+                format!("export '{export}' trapped: {t}{backtrace}"),
+            );
+            err.trap_code = Some(trap_code(*t));
+            err
+        }
+        None => CoreError::internal(format!(
+            "export '{export}' failed in the host: {}",
+            root_message(e)
+        )),
+    }
+}
+
+pub fn classify_instantiate_error(e: wasmtime::Error, data: &StoreData) -> CoreError {
+    if data.limiter.memory_limit_hit || data.limiter.table_limit_hit {
+        return CoreError::new(
+            ErrorKind::MemoryLimit,
+            format!(
+                "instantiation needs more memory than the function's cap: {}",
+                root_message(&e)
+            ),
+        );
+    }
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return CoreError::new(
+            ErrorKind::ResourceExhausted,
+            format!(
+                "too many live instances in this process ({}); close persistent instances or raise TENSOR_WASM_POOL_INSTANCES",
+                root_message(&e)
+            ),
+        );
+    }
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        // A start function or an out-of-bounds data segment trapped.
+        let mut err = CoreError::new(ErrorKind::Trap, format!("instantiation trapped: {t}"));
+        err.trap_code = Some(trap_code(*t));
+        return err;
+    }
+    CoreError::new(
+        ErrorKind::Internal,
+        format!("instantiation failed: {}", root_message(&e)),
+    )
+}

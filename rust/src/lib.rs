@@ -1,0 +1,31 @@
+//! `tensorwasm_tc._core`: the native core of tensorwasm_tc.
+//!
+//! This file only wires the Python module; every domain lives in its own
+//! folder (`exec/`, and later `abi/`, `tensor/`, `kernels/`, `snapshot/`,
+//! `transfer/`) and knows nothing of Python. The bindings are in `py/`.
+
+pub mod build_info;
+pub mod error;
+pub mod exec;
+
+#[cfg(feature = "python")]
+mod py;
+
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
+
+#[cfg(feature = "python")]
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py::errors::register(m)?;
+    m.add_class::<py::exec::Function>()?;
+    m.add_class::<py::exec::Instance>()?;
+    m.add_class::<py::exec::InvokeResult>()?;
+    m.add_function(wrap_pyfunction!(py::exec::load, m)?)?;
+    m.add_function(wrap_pyfunction!(py::info::build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(py::info::engine_info, m)?)?;
+    m.add_function(wrap_pyfunction!(py::info::module_cache_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(py::info::module_cache_clear, m)?)?;
+    Ok(())
+}

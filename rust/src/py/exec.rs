@@ -1,0 +1,261 @@
+//! `Function`, `Instance`, `InvokeResult` and `load`.
+
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
+
+use super::errors::to_pyerr;
+use crate::error::CoreError;
+use crate::exec::function::{load_module, to_binary};
+use crate::exec::values::ResultValue;
+use crate::exec::{self, ArgValue, InvokeOutcome, Limits, PersistentInstance};
+
+/// Compiles (or fetches from cache) a module and binds it to limits.
+#[pyfunction]
+#[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES,
+    max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000, max_output_bytes=1 << 20))]
+#[allow(clippy::too_many_arguments)]
+pub fn load(
+    py: Python<'_>,
+    wasm: &Bound<'_, PyAny>,
+    cache_dir: Option<PathBuf>,
+    max_module_bytes: usize,
+    max_memory_bytes: u64,
+    max_table_elements: u64,
+    deadline_ms: u64,
+    max_output_bytes: usize,
+) -> PyResult<Function> {
+    let (bytes, is_text): (Vec<u8>, bool) = if let Ok(s) = wasm.cast::<PyString>() {
+        (s.to_str()?.as_bytes().to_vec(), true)
+    } else if let Ok(b) = wasm.cast::<PyBytes>() {
+        (b.as_bytes().to_vec(), false)
+    } else if let Ok(b) = wasm.cast::<PyByteArray>() {
+        (b.to_vec(), false)
+    } else if let Ok(v) = wasm.extract::<Vec<u8>>() {
+        (v, false)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "wasm must be bytes (a binary module) or str (WAT text), not {}",
+            wasm.get_type().name()?
+        )));
+    };
+    let limits = Limits {
+        max_memory_bytes,
+        max_table_elements,
+        deadline_ms,
+        max_output_bytes,
+    };
+    let result = py.detach(move || -> Result<exec::Function, CoreError> {
+        let binary = to_binary(&bytes, is_text, max_module_bytes)?;
+        let compiled = load_module(&binary, cache_dir.as_deref(), max_module_bytes)?;
+        exec::Function::new(compiled, limits)
+    });
+    result
+        .map(|inner| Function { inner })
+        .map_err(|e| to_pyerr(py, e))
+}
+
+fn extract_args(args: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ArgValue>> {
+    let Some(args) = args else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, item) in args.try_iter()?.enumerate() {
+        let item = item?;
+        if item.is_instance_of::<PyFloat>() {
+            out.push(ArgValue::Float(item.extract::<f64>()?));
+        } else if item.is_instance_of::<PyInt>() || item.is_instance_of::<PyBool>() {
+            match item.extract::<i64>() {
+                Ok(v) => out.push(ArgValue::Int(v)),
+                Err(_) => out.push(ArgValue::BigInt),
+            }
+        } else {
+            let py = item.py();
+            return Err(to_pyerr(
+                py,
+                CoreError::invalid_args(format!(
+                    "argument {i}: expected an int or a float, got {}",
+                    item.get_type().name()?
+                )),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn result_to_py(py: Python<'_>, outcome: InvokeOutcome) -> PyResult<InvokeResult> {
+    let values = PyList::empty(py);
+    for v in &outcome.values {
+        match *v {
+            ResultValue::Int(i) => values.append(i)?,
+            ResultValue::Float(f) => values.append(f)?,
+            ResultValue::V128(x) => values.append(x)?,
+            ResultValue::Null => values.append(py.None())?,
+        }
+    }
+    Ok(InvokeResult {
+        values: values.unbind(),
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        output_truncated: outcome.output_truncated,
+        duration_ms: outcome.duration.as_secs_f64() * 1e3,
+    })
+}
+
+/// A compiled module bound to its limits. Cheap to clone; thread-safe.
+#[pyclass(module = "tensorwasm_tc._core", frozen)]
+pub struct Function {
+    inner: exec::Function,
+}
+
+#[pymethods]
+impl Function {
+    /// Hex BLAKE3 of the module's binary bytes.
+    #[getter]
+    fn id(&self) -> String {
+        self.inner.compiled.id_hex()
+    }
+
+    /// `{name: ([param types], [result types])}` of every exported function.
+    #[getter]
+    fn exports<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for e in &self.inner.compiled.exports {
+            let params: Vec<&str> = e.params.iter().map(|t| t.as_str()).collect();
+            let results: Vec<&str> = e.results.iter().map(|t| t.as_str()).collect();
+            d.set_item(
+                &e.name,
+                PyTuple::new(py, [PyList::new(py, params)?, PyList::new(py, results)?])?,
+            )?;
+        }
+        Ok(d)
+    }
+
+    /// The limits every instance of this function runs under.
+    #[getter]
+    fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let l = &self.inner.limits;
+        let d = PyDict::new(py);
+        d.set_item("max_memory_bytes", l.max_memory_bytes)?;
+        d.set_item("max_table_elements", l.max_table_elements)?;
+        d.set_item("deadline_ms", l.deadline_ms)?;
+        d.set_item("max_output_bytes", l.max_output_bytes)?;
+        Ok(d)
+    }
+
+    /// Calls `export` on a fresh instance; the GIL is released meanwhile.
+    #[pyo3(signature = (export=None, args=None, deadline_ms=None))]
+    fn invoke(
+        &self,
+        py: Python<'_>,
+        export: Option<String>,
+        args: Option<&Bound<'_, PyAny>>,
+        deadline_ms: Option<u64>,
+    ) -> PyResult<InvokeResult> {
+        let args = extract_args(args)?;
+        let inner = &self.inner;
+        let outcome = py.detach(|| inner.invoke(export.as_deref(), &args, deadline_ms));
+        match outcome {
+            Ok(o) => result_to_py(py, o),
+            Err(e) => Err(to_pyerr(py, e)),
+        }
+    }
+
+    /// A persistent instance: its state survives between invokes.
+    fn instantiate(&self, py: Python<'_>) -> PyResult<Instance> {
+        let inner = &self.inner;
+        match py.detach(|| PersistentInstance::new(inner)) {
+            Ok(i) => Ok(Instance {
+                function_id: inner.compiled.id_hex(),
+                inner: Mutex::new(Some(i)),
+            }),
+            Err(e) => Err(to_pyerr(py, e)),
+        }
+    }
+}
+
+/// A live sandbox of a function. Calls on one instance are serialised.
+#[pyclass(module = "tensorwasm_tc._core", frozen)]
+pub struct Instance {
+    function_id: String,
+    inner: Mutex<Option<PersistentInstance>>,
+}
+
+#[pymethods]
+impl Instance {
+    #[getter]
+    fn function_id(&self) -> &str {
+        &self.function_id
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.lock().is_none())
+    }
+
+    #[pyo3(signature = (export=None, args=None, deadline_ms=None))]
+    fn invoke(
+        &self,
+        py: Python<'_>,
+        export: Option<String>,
+        args: Option<&Bound<'_, PyAny>>,
+        deadline_ms: Option<u64>,
+    ) -> PyResult<InvokeResult> {
+        let args = extract_args(args)?;
+        let outcome = py.detach(|| match self.inner.lock().as_mut() {
+            Some(inst) => inst.invoke(export.as_deref(), &args, deadline_ms),
+            None => Err(CoreError::new(
+                crate::error::ErrorKind::InstanceClosed,
+                "the instance was closed; instantiate the function again",
+            )),
+        });
+        match outcome {
+            Ok(o) => result_to_py(py, o),
+            Err(e) => Err(to_pyerr(py, e)),
+        }
+    }
+
+    /// Frees the instance (its memory and its pool slot). Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let taken = py.detach(|| self.inner.lock().take());
+        drop(taken);
+    }
+}
+
+/// The outcome of a successful call.
+#[pyclass(module = "tensorwasm_tc._core", frozen)]
+pub struct InvokeResult {
+    values: Py<PyList>,
+    #[pyo3(get)]
+    stdout: String,
+    #[pyo3(get)]
+    stderr: String,
+    /// True when stdout or stderr hit `max_output_bytes` and was cut.
+    #[pyo3(get)]
+    output_truncated: bool,
+    /// Wall-clock time of instantiate + call, milliseconds.
+    #[pyo3(get)]
+    duration_ms: f64,
+}
+
+#[pymethods]
+impl InvokeResult {
+    /// The export's results as Python numbers.
+    #[getter]
+    fn values<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.values.bind(py).clone()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "InvokeResult(values={}, duration_ms={:.3})",
+            self.values.bind(py).repr()?,
+            self.duration_ms
+        ))
+    }
+}

@@ -1,0 +1,6 @@
+//! Python bindings: thin wrappers that convert values, release the GIL
+//! around real work and map `CoreError` to Python exceptions.
+
+pub mod errors;
+pub mod exec;
+pub mod info;

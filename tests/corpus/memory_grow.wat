@@ -1,0 +1,25 @@
+;; memory.size / memory.grow on (memory 1 3): grow returns the old page count,
+;; fails with -1 beyond the declared maximum (memory unchanged), grow by 0 is a
+;; query, and freshly grown pages are zeroed and addressable while the rest still traps.
+(module
+  (memory 1 3)
+  (func (export "size") (result i32) (memory.size))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "grow_then_size") (param i32) (result i32 i32)
+    (memory.grow (local.get 0))
+    (memory.size))
+  (func (export "grow_twice") (param i32 i32) (result i32 i32 i32)
+    (memory.grow (local.get 0))
+    (memory.grow (local.get 1))
+    (memory.size))
+  (func (export "grow_store_load") (param $pages i32) (param $addr i32) (param $v i32) (result i32 i32)
+    (memory.grow (local.get $pages))
+    (i32.store (local.get $addr) (i32.const 0x11223344))
+    (i32.add (i32.load (local.get $addr)) (local.get $v)))
+  (func (export "grown_page_is_zero") (result i32)
+    (drop (memory.grow (i32.const 1)))
+    (i64.load (i32.const 65536))
+    (i64.load (i32.const 131064))
+    (i64.or)
+    (i64.eqz))
+)
