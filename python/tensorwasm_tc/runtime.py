@@ -53,7 +53,7 @@ class Runtime:
         self,
         max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
         deadline_ms: int = DEFAULT_DEADLINE_MS,
-        cache_dir: str | os.PathLike[str] | None | bool = None,
+        cache_dir: str | os.PathLike[str] | bool | None = None,
         *,
         max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
         max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS,
