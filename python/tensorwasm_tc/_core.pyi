@@ -103,7 +103,7 @@ def build_info() -> dict[str, str]:
     """``{version, git_sha, rustc_version, profile, target}`` of this build."""
 
 def engine_info() -> dict[str, Any]:
-    """Engine fingerprint, enabled WebAssembly proposals, epoch tick, pool size."""
+    """Engine fingerprint, enabled WebAssembly proposals, epoch tick, pool size, allocator."""
 
 def module_cache_stats() -> dict[str, int]:
     """Process-wide counters: memory_hits, disk_hits, compiles, disk_rejects, ..."""

@@ -8,6 +8,7 @@ overhead beyond forwarding.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -79,7 +80,12 @@ class Runtime:
         """
         if isinstance(wasm, Path):
             data = wasm.read_bytes()
-            wasm = data if data.startswith(b"\0asm") else data.decode("utf-8")
+            wasm = data
+            if not data.startswith(b"\0asm"):
+                # WAT text; bytes that are not UTF-8 go on as a binary and are
+                # refused as invalid_wasm by the core.
+                with contextlib.suppress(UnicodeDecodeError):
+                    wasm = data.decode("utf-8")
         if isinstance(wasm, memoryview):
             wasm = wasm.tobytes()
         inner = _core.load(

@@ -7,6 +7,7 @@ public `tensorwasm_tc` API.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -36,11 +37,38 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
+# A negative number such as `-1e3` looks to click like a cluster of short
+# options (`-1 -e 3`). `_RunCommand` marks such tokens before click parses them
+# and `_parse_number` unmarks them.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+_NEGATIVE_MARK = "\x00neg:"
+
+
+class _RunCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag
+            for name in param.opts
+        }
+        marked: list[str] = []
+        for i, arg in enumerate(args):
+            is_option_value = i > 0 and args[i - 1] in takes_value
+            if _NEGATIVE_NUMBER.match(arg) and not is_option_value:
+                arg = _NEGATIVE_MARK + arg[1:]
+            marked.append(arg)
+        return super().parse_args(ctx, marked)
+
+
 def _parse_number(text: str) -> int | float:
-    try:
-        return int(text, 0)
-    except ValueError:
-        pass
+    if text.startswith(_NEGATIVE_MARK):
+        text = "-" + text[len(_NEGATIVE_MARK) :]
+    for base in (0, 10):  # 0x1f, 0b101, 1_000; then 010 (leading zeros)
+        try:
+            return int(text, base)
+        except ValueError:
+            pass
     try:
         return float(text)
     except ValueError:
@@ -72,7 +100,7 @@ def main() -> None:
     """tensor-wasm: sandboxed tensor functions."""
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(cls=_RunCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--export", "-e", default=None, help="Export to call (default: _start, then main).")

@@ -8,7 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
@@ -74,6 +74,8 @@ const FEATURES: &[(&str, Flag, bool)] = &[
     ("sign_extension", Flag::SIGN_EXTENSION, true),
     ("multi_value", Flag::MULTI_VALUE, true),
     ("bulk_memory", Flag::BULK_MEMORY, true),
+    // funcref tables, table.grow/fill/size and multiple tables; `externref`
+    // and other GC-managed types need the GC runtime, which is off below.
     ("reference_types", Flag::REFERENCE_TYPES, true),
     ("simd", Flag::SIMD, true),
     ("extended_const", Flag::EXTENDED_CONST, true),
@@ -89,6 +91,7 @@ const FEATURES: &[(&str, Flag, bool)] = &[
     ("tail_call", Flag::TAIL_CALL, false),
     ("function_references", Flag::FUNCTION_REFERENCES, false),
     ("gc", Flag::GC, false),
+    ("gc_types", Flag::GC_TYPES, false),
     ("exceptions", Flag::EXCEPTIONS, false),
     ("legacy_exceptions", Flag::LEGACY_EXCEPTIONS, false),
     ("stack_switching", Flag::STACK_SWITCHING, false),
@@ -102,7 +105,7 @@ pub fn enabled_features() -> Vec<(&'static str, bool)> {
     FEATURES.iter().map(|(n, _, on)| (*n, *on)).collect()
 }
 
-fn build_config(cfg: &EngineConfig) -> Config {
+fn build_config(cfg: &EngineConfig, pooling: bool) -> Config {
     let mut c = Config::new();
     c.cranelift_opt_level(OptLevel::Speed);
     c.parallel_compilation(true);
@@ -111,7 +114,12 @@ fn build_config(cfg: &EngineConfig) -> Config {
     for (_, flag, on) in FEATURES {
         c.wasm_features(*flag, *on);
     }
+    // Fresh instances map the module's initial memory image copy-on-write.
+    c.memory_init_cow(true);
 
+    if !pooling {
+        return c;
+    }
     let mut pool = PoolingAllocationConfig::default();
     pool.total_core_instances(cfg.pool_instances);
     pool.total_memories(cfg.pool_instances);
@@ -121,8 +129,6 @@ fn build_config(cfg: &EngineConfig) -> Config {
     pool.table_elements(cfg.pool_table_elements);
     pool.max_memory_size(MAX_MEMORY_BYTES_CEILING as usize);
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    // Fresh instances map the module's initial memory image copy-on-write.
-    c.memory_init_cow(true);
     c
 }
 
@@ -133,17 +139,31 @@ pub fn engine_config() -> &'static EngineConfig {
     CONFIG.get_or_init(EngineConfig::from_env)
 }
 
+/// How instances get their memory: `"pooling"` normally; `"on_demand"` when
+/// the host refused the pool's up-front virtual-memory reservation (e.g. under
+/// `ulimit -v`), which keeps the runtime working at a higher instantiate cost.
+pub fn allocator() -> &'static str {
+    engine();
+    ALLOCATOR.get().copied().unwrap_or("pooling")
+}
+
 static ENGINE: OnceLock<Engine> = OnceLock::new();
+static ALLOCATOR: OnceLock<&'static str> = OnceLock::new();
 
 /// The process-wide engine; built (and its ticker started) on first use.
 pub fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
-        let engine = match Engine::new(&build_config(engine_config())) {
-            Ok(e) => e,
-            // The configuration is constant; failing here is a build defect
-            // (or a host that cannot reserve virtual memory), not user input.
-            Err(e) => panic!("tensorwasm: cannot create the wasmtime engine: {e:#}"),
+        let cfg = engine_config();
+        let (engine, kind) = match Engine::new(&build_config(cfg, true)) {
+            Ok(e) => (e, "pooling"),
+            Err(_) => match Engine::new(&build_config(cfg, false)) {
+                Ok(e) => (e, "on_demand"),
+                // The configuration is constant: failing here is a build
+                // defect, not anything a caller did or could handle.
+                Err(e) => panic!("tensorwasm: cannot create the wasmtime engine: {e:#}"),
+            },
         };
+        let _ = ALLOCATOR.set(kind);
         start_ticker(engine.weak());
         engine
     })
@@ -153,8 +173,18 @@ fn start_ticker(weak: wasmtime::EngineWeak) {
     let spawned = std::thread::Builder::new()
         .name("tensorwasm-epoch".into())
         .spawn(move || {
+            // Ticks follow the wall clock, not the number of sleeps: a sleep
+            // of one tick often lasts longer, and counting sleeps would let
+            // deadlines drift late by that overshoot.
+            let start = Instant::now();
+            let tick_ns = EPOCH_TICK.as_nanos().max(1);
+            let mut ticks: u128 = 0;
             while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
+                let due = start.elapsed().as_nanos() / tick_ns;
+                while ticks < due {
+                    engine.increment_epoch();
+                    ticks += 1;
+                }
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
@@ -174,4 +204,40 @@ pub fn engine_fingerprint() -> &'static str {
         env!("CARGO_PKG_VERSION").hash(&mut h);
         format!("{:016x}", h.finish())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposal_set_is_pinned() {
+        let on: Vec<&str> = enabled_features()
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            on,
+            [
+                "mutable_global",
+                "saturating_float_to_int",
+                "sign_extension",
+                "multi_value",
+                "bulk_memory",
+                "reference_types",
+                "simd",
+                "extended_const",
+            ]
+        );
+        assert_eq!(enabled_features().len(), 23);
+    }
+
+    #[test]
+    fn engine_uses_the_pool_and_a_stable_fingerprint() {
+        engine();
+        assert_eq!(allocator(), "pooling");
+        assert_eq!(engine_fingerprint(), engine_fingerprint());
+        assert_eq!(engine_fingerprint().len(), 16);
+    }
 }

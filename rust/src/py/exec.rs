@@ -17,19 +17,32 @@ use crate::exec::{self, ArgValue, InvokeOutcome, Limits, PersistentInstance};
 
 /// Compiles (or fetches from cache) a module and binds it to limits.
 #[pyfunction]
-#[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES,
+#[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES as i64,
     max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000, max_output_bytes=1 << 20))]
 #[allow(clippy::too_many_arguments)]
 pub fn load(
     py: Python<'_>,
     wasm: &Bound<'_, PyAny>,
     cache_dir: Option<PathBuf>,
-    max_module_bytes: usize,
-    max_memory_bytes: u64,
-    max_table_elements: u64,
-    deadline_ms: u64,
-    max_output_bytes: usize,
+    max_module_bytes: i64,
+    max_memory_bytes: i64,
+    max_table_elements: i64,
+    deadline_ms: i64,
+    max_output_bytes: i64,
 ) -> PyResult<Function> {
+    let checked = (|| -> Result<(usize, Limits), CoreError> {
+        let limits = Limits {
+            max_memory_bytes: non_negative("max_memory_bytes", max_memory_bytes)?,
+            max_table_elements: non_negative("max_table_elements", max_table_elements)?,
+            deadline_ms: non_negative("deadline_ms", deadline_ms)?,
+            max_output_bytes: non_negative("max_output_bytes", max_output_bytes)? as usize,
+        };
+        Ok((
+            non_negative("max_module_bytes", max_module_bytes)? as usize,
+            limits,
+        ))
+    })();
+    let (max_module_bytes, limits) = checked.map_err(|e| to_pyerr(py, e))?;
     let (bytes, is_text): (Vec<u8>, bool) = if let Ok(s) = wasm.cast::<PyString>() {
         (s.to_str()?.as_bytes().to_vec(), true)
     } else if let Ok(b) = wasm.cast::<PyBytes>() {
@@ -44,12 +57,6 @@ pub fn load(
             wasm.get_type().name()?
         )));
     };
-    let limits = Limits {
-        max_memory_bytes,
-        max_table_elements,
-        deadline_ms,
-        max_output_bytes,
-    };
     let result = py.detach(move || -> Result<exec::Function, CoreError> {
         let binary = to_binary(&bytes, is_text, max_module_bytes)?;
         let compiled = load_module(&binary, cache_dir.as_deref(), max_module_bytes)?;
@@ -60,22 +67,53 @@ pub fn load(
         .map_err(|e| to_pyerr(py, e))
 }
 
+/// Limits arrive as Python ints; a negative one is a caller error, not an overflow.
+fn non_negative(name: &str, v: i64) -> Result<u64, CoreError> {
+    u64::try_from(v)
+        .map_err(|_| CoreError::invalid_args(format!("{name} must not be negative, got {v}")))
+}
+
+fn call_deadline(py: Python<'_>, deadline_ms: Option<i64>) -> PyResult<Option<u64>> {
+    deadline_ms
+        .map(|d| non_negative("deadline_ms", d))
+        .transpose()
+        .map_err(|e| to_pyerr(py, e))
+}
+
 fn extract_args(args: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ArgValue>> {
     let Some(args) = args else {
         return Ok(Vec::new());
     };
+    let py = args.py();
+    let Ok(iter) = args.try_iter() else {
+        return Err(to_pyerr(
+            py,
+            CoreError::invalid_args(format!(
+                "args must be a sequence of numbers, not {}",
+                args.get_type().name()?
+            )),
+        ));
+    };
     let mut out = Vec::new();
-    for (i, item) in args.try_iter()?.enumerate() {
+    for (i, item) in iter.enumerate() {
         let item = item?;
         if item.is_instance_of::<PyFloat>() {
             out.push(ArgValue::Float(item.extract::<f64>()?));
-        } else if item.is_instance_of::<PyInt>() || item.is_instance_of::<PyBool>() {
+        } else if item.is_instance_of::<PyInt>()
+            || item.is_instance_of::<PyBool>()
+            || item.hasattr("__index__")?
+        {
+            // Python ints, and integer scalars of other libraries (numpy) via __index__.
             match item.extract::<i64>() {
                 Ok(v) => out.push(ArgValue::Int(v)),
                 Err(_) => out.push(ArgValue::BigInt),
             }
+        } else if !item.is_instance_of::<PyString>() && item.hasattr("__float__")? {
+            // Float scalars of other libraries (numpy.float32, ...).
+            out.push(ArgValue::Float(
+                item.call_method0("__float__")?.extract::<f64>()?,
+            ));
         } else {
-            let py = item.py();
             return Err(to_pyerr(
                 py,
                 CoreError::invalid_args(format!(
@@ -155,9 +193,10 @@ impl Function {
         py: Python<'_>,
         export: Option<String>,
         args: Option<&Bound<'_, PyAny>>,
-        deadline_ms: Option<u64>,
+        deadline_ms: Option<i64>,
     ) -> PyResult<InvokeResult> {
         let args = extract_args(args)?;
+        let deadline_ms = call_deadline(py, deadline_ms)?;
         let inner = &self.inner;
         let outcome = py.detach(|| inner.invoke(export.as_deref(), &args, deadline_ms));
         match outcome {
@@ -204,9 +243,10 @@ impl Instance {
         py: Python<'_>,
         export: Option<String>,
         args: Option<&Bound<'_, PyAny>>,
-        deadline_ms: Option<u64>,
+        deadline_ms: Option<i64>,
     ) -> PyResult<InvokeResult> {
         let args = extract_args(args)?;
+        let deadline_ms = call_deadline(py, deadline_ms)?;
         let outcome = py.detach(|| match self.inner.lock().as_mut() {
             Some(inst) => inst.invoke(export.as_deref(), &args, deadline_ms),
             None => Err(CoreError::new(

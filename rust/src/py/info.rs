@@ -34,6 +34,7 @@ pub fn engine_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         "pool_instances",
         exec::engine::engine_config().pool_instances,
     )?;
+    d.set_item("allocator", exec::engine::allocator())?;
     Ok(d)
 }
 
