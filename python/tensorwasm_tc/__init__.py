@@ -10,7 +10,9 @@ Public API (re-exports only)::
 
 from __future__ import annotations
 
+from tensorwasm_tc import ops
 from tensorwasm_tc._core import (
+    DtypeMismatchError,
     InstanceClosedError,
     InternalError,
     InvalidArgsError,
@@ -20,16 +22,21 @@ from tensorwasm_tc._core import (
     MemoryLimitError,
     MissingExportError,
     ModuleTooLargeError,
+    ReadOnlyError,
     ResourceExhaustedError,
+    ShapeMismatchError,
+    Tensor,
     TensorWasmError,
     TrapError,
     UnknownImportError,
+    UnknownOpError,
     __version__,
     build_info,
 )
 from tensorwasm_tc.runtime import Function, Instance, Runtime, default_home
 
 __all__ = [
+    "DtypeMismatchError",
     "Function",
     "Instance",
     "InstanceClosedError",
@@ -41,12 +48,17 @@ __all__ = [
     "MemoryLimitError",
     "MissingExportError",
     "ModuleTooLargeError",
+    "ReadOnlyError",
     "ResourceExhaustedError",
     "Runtime",
+    "ShapeMismatchError",
+    "Tensor",
     "TensorWasmError",
     "TrapError",
     "UnknownImportError",
+    "UnknownOpError",
     "__version__",
     "build_info",
     "default_home",
+    "ops",
 ]

@@ -1,6 +1,6 @@
 """Type stubs for the native core `tensorwasm_tc._core`."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, ClassVar, final
 
@@ -29,7 +29,79 @@ class InvokeTimeoutError(TensorWasmError): ...
 class MemoryLimitError(TensorWasmError): ...
 class ResourceExhaustedError(TensorWasmError): ...
 class InstanceClosedError(TensorWasmError): ...
+class DtypeMismatchError(TensorWasmError): ...
+class ShapeMismatchError(TensorWasmError): ...
+class UnknownOpError(TensorWasmError): ...
+class ReadOnlyError(TensorWasmError): ...
 class InternalError(TensorWasmError): ...
+
+@final
+class Tensor:
+    """An n-dimensional array on the host: owned, shared (memfd) or borrowed.
+
+    Zero-copy with numpy/torch through DLPack and the buffer protocol.
+    """
+
+    @staticmethod
+    def zeros(dtype: str, shape: int | Sequence[int], *, shared: bool = False) -> Tensor:
+        """A zero-filled tensor; ``shared=True`` puts it in a memfd another process can map."""
+    @staticmethod
+    def from_bytes(dtype: str, shape: int | Sequence[int], data: bytes) -> Tensor:
+        """A tensor holding a copy of row-major ``data``."""
+    @staticmethod
+    def from_dlpack(obj: Any) -> Tensor:
+        """Wraps a DLPack producer (numpy, torch, Tensor) without copying."""
+    @staticmethod
+    def from_shm_fd(
+        fd: int, dtype: str, shape: int | Sequence[int], *, writable: bool = False
+    ) -> Tensor:
+        """Maps a shared-memory region received from another process."""
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Strides in elements (numpy's are in bytes)."""
+    @property
+    def ndim(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def read_only(self) -> bool: ...
+    @property
+    def is_contiguous(self) -> bool: ...
+    @property
+    def storage_kind(self) -> str:
+        """``"host"``, ``"shm"`` or ``"external"``."""
+    def shm_fd(self) -> int: ...
+    def tobytes(self) -> bytes: ...
+    def contiguous(self) -> Tensor: ...
+    def to(self, device: str) -> Tensor: ...
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __len__(self) -> int: ...
+
+def op(name: str, *args: Any) -> Tensor:
+    """Runs op ``name`` of ABI v1 on tensors/numbers (GIL released)."""
+
+def op_names() -> list[str]:
+    """Every op of ABI v1."""
+
+def kernel_dispatch_counts() -> list[tuple[str, str, int]]:
+    """``[(op, device, count)]`` of dispatches so far in this process."""
 
 @final
 class InvokeResult:
@@ -48,6 +120,9 @@ class InvokeResult:
     @property
     def duration_ms(self) -> float:
         """Wall-clock time of instantiate + call."""
+    @property
+    def outputs(self) -> dict[str, Tensor]:
+        """Tensors the guest named with ``output_set``."""
 
 @final
 class Function:
@@ -65,6 +140,7 @@ class Function:
         export: str | None = None,
         args: Iterable[int | float] | None = None,
         deadline_ms: int | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> InvokeResult:
         """Calls ``export`` on a fresh instance, with the GIL released."""
     def instantiate(self) -> Instance:
@@ -83,6 +159,7 @@ class Instance:
         export: str | None = None,
         args: Iterable[int | float] | None = None,
         deadline_ms: int | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> InvokeResult: ...
     def close(self) -> None:
         """Frees the instance's memory and pool slot. Idempotent."""
@@ -96,6 +173,7 @@ def load(
     max_table_elements: int = ...,
     deadline_ms: int = ...,
     max_output_bytes: int = ...,
+    bindings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Function:
     """Compiles (or fetches from the module cache) ``wasm`` and binds limits."""
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from tensorwasm_tc import _core
 
@@ -72,11 +72,19 @@ class Runtime:
         self.max_table_elements = max_table_elements
         self.max_output_bytes = max_output_bytes
 
-    def load(self, wasm: bytes | bytearray | memoryview | str | Path) -> Function:
+    def load(
+        self,
+        wasm: bytes | bytearray | memoryview | str | Path,
+        *,
+        bindings: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Function:
         """Compiles `wasm` (binary bytes, WAT text, or a path to either).
 
         Compiled once per process and cached on disk; loading the same bytes
-        again costs a hash and a lookup.
+        again costs a hash and a lookup. ``bindings`` maps an alias to named
+        tensors (numpy arrays, torch tensors, `Tensor`s: anything with
+        ``__dlpack__``); guests read them, without a copy and read-only,
+        through ``tensor_bound("alias/name")``.
         """
         if isinstance(wasm, Path):
             data = wasm.read_bytes()
@@ -96,6 +104,7 @@ class Runtime:
             max_table_elements=self.max_table_elements,
             deadline_ms=self.deadline_ms,
             max_output_bytes=self.max_output_bytes,
+            bindings=None if bindings is None else {k: dict(v) for k, v in bindings.items()},
         )
         return Function(inner)
 
@@ -133,9 +142,18 @@ class Function:
         export: str | None = None,
         args: Iterable[Number] | None = None,
         deadline_ms: int | None = None,
+        *,
+        inputs: Mapping[str, Any] | None = None,
     ) -> _core.InvokeResult:
-        """Calls `export` (default ``_start``, then ``main``) on a fresh instance."""
-        return self._inner.invoke(export, args, deadline_ms)
+        """Calls `export` (default ``_start``, then ``main``) on a fresh instance.
+
+        ``inputs`` are tensors the guest reads with ``tensor_input(name)``
+        (zero-copy, read-only); tensors it names with ``output_set`` come back
+        in ``result.outputs``.
+        """
+        return self._inner.invoke(
+            export, args, deadline_ms, None if inputs is None else dict(inputs)
+        )
 
     def instantiate(self) -> Instance:
         """A persistent instance whose state survives between invokes."""
@@ -166,9 +184,13 @@ class Instance:
         export: str | None = None,
         args: Iterable[Number] | None = None,
         deadline_ms: int | None = None,
+        *,
+        inputs: Mapping[str, Any] | None = None,
     ) -> _core.InvokeResult:
         """Calls `export`; memory and globals persist from earlier calls."""
-        return self._inner.invoke(export, args, deadline_ms)
+        return self._inner.invoke(
+            export, args, deadline_ms, None if inputs is None else dict(inputs)
+        )
 
     def close(self) -> None:
         """Frees the instance's memory and pool slot. Idempotent."""

@@ -29,13 +29,21 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The instance was closed.
     InstanceClosed,
+    /// A tensor's dtype is not one the operation accepts.
+    DtypeMismatch,
+    /// Tensor shapes do not fit the operation (or do not broadcast).
+    ShapeMismatch,
+    /// No operation of that name.
+    UnknownOp,
+    /// A write to a read-only tensor (a bound artifact, a read-only borrow).
+    ReadOnly,
     /// A bug or an environment failure; never caused by the guest.
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for tests and bindings).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidWasm,
         ErrorKind::ModuleTooLarge,
         ErrorKind::MissingExport,
@@ -46,6 +54,10 @@ impl ErrorKind {
         ErrorKind::MemoryLimit,
         ErrorKind::ResourceExhausted,
         ErrorKind::InstanceClosed,
+        ErrorKind::DtypeMismatch,
+        ErrorKind::ShapeMismatch,
+        ErrorKind::UnknownOp,
+        ErrorKind::ReadOnly,
         ErrorKind::Internal,
     ];
 
@@ -62,6 +74,10 @@ impl ErrorKind {
             ErrorKind::MemoryLimit => "memory_limit",
             ErrorKind::ResourceExhausted => "resource_exhausted",
             ErrorKind::InstanceClosed => "instance_closed",
+            ErrorKind::DtypeMismatch => "dtype_mismatch",
+            ErrorKind::ShapeMismatch => "shape_mismatch",
+            ErrorKind::UnknownOp => "unknown_op",
+            ErrorKind::ReadOnly => "read_only",
             ErrorKind::Internal => "internal",
         }
     }
@@ -131,6 +147,10 @@ mod tests {
                 "memory_limit",
                 "resource_exhausted",
                 "instance_closed",
+                "dtype_mismatch",
+                "shape_mismatch",
+                "unknown_op",
+                "read_only",
                 "internal",
             ]
         );

@@ -4,9 +4,12 @@
 //! folder (`exec/`, and later `abi/`, `tensor/`, `kernels/`, `snapshot/`,
 //! `transfer/`) and knows nothing of Python. The bindings are in `py/`.
 
+pub mod abi;
 pub mod build_info;
 pub mod error;
 pub mod exec;
+pub mod kernels;
+pub mod tensor;
 
 #[cfg(feature = "python")]
 mod py;
@@ -22,6 +25,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::exec::Function>()?;
     m.add_class::<py::exec::Instance>()?;
     m.add_class::<py::exec::InvokeResult>()?;
+    m.add_class::<py::tensor::Tensor>()?;
+    m.add_function(wrap_pyfunction!(py::ops::op, m)?)?;
+    m.add_function(wrap_pyfunction!(py::ops::op_names, m)?)?;
+    m.add_function(wrap_pyfunction!(py::ops::kernel_dispatch_counts, m)?)?;
     m.add_function(wrap_pyfunction!(py::exec::load, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::engine_info, m)?)?;

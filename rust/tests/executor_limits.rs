@@ -22,7 +22,7 @@ fn infinite_loop_stops_at_the_deadline() {
         Limits::default(),
     );
     let t = Instant::now();
-    let err = f.invoke(Some("spin"), &[], Some(100)).unwrap_err();
+    let err = f.invoke(Some("spin"), &[], &[], Some(100)).unwrap_err();
     let took = t.elapsed();
     assert_eq!(err.kind, ErrorKind::InvokeTimeout, "{}", err.message);
     assert!(
@@ -46,13 +46,15 @@ fn memory_bomb_is_stopped_at_the_cap() {
         ..Limits::default()
     };
     let f = function(bomb, limits);
-    let out = f.invoke(Some("grow"), &[], None).expect("grow returns");
+    let out = f
+        .invoke(Some("grow"), &[], &[], None)
+        .expect("grow returns");
     let pages = match out.values[0] {
         _core::exec::values::ResultValue::Int(p) => p,
         ref v => panic!("unexpected {v:?}"),
     };
     assert!(pages * 65536 <= 8 << 20, "grew past the cap: {pages} pages");
-    let err = f.invoke(Some("bomb"), &[], None).unwrap_err();
+    let err = f.invoke(Some("bomb"), &[], &[], None).unwrap_err();
     assert_eq!(err.kind, ErrorKind::MemoryLimit, "{}", err.message);
 }
 
@@ -63,7 +65,7 @@ fn initial_memory_above_the_cap_is_refused() {
         ..Limits::default()
     };
     let f = function(r#"(module (memory 32) (func (export "f")))"#, limits);
-    let err = f.invoke(Some("f"), &[], None).unwrap_err();
+    let err = f.invoke(Some("f"), &[], &[], None).unwrap_err();
     assert_eq!(err.kind, ErrorKind::MemoryLimit, "{}", err.message);
 }
 
@@ -79,10 +81,12 @@ fn table_growth_is_capped() {
               (table.grow (ref.null func) (local.get 0))))"#,
         limits,
     );
-    let ok = f.invoke(Some("grow"), &[ArgValue::Int(50)], None).unwrap();
+    let ok = f
+        .invoke(Some("grow"), &[ArgValue::Int(50)], &[], None)
+        .unwrap();
     assert_eq!(ok.values[0], _core::exec::values::ResultValue::Int(1));
     let refused = f
-        .invoke(Some("grow"), &[ArgValue::Int(1000)], None)
+        .invoke(Some("grow"), &[ArgValue::Int(1000)], &[], None)
         .unwrap();
     assert_eq!(refused.values[0], _core::exec::values::ResultValue::Int(-1));
 }
@@ -94,14 +98,21 @@ fn deep_recursion_is_a_stack_overflow_trap() {
             (i32.add (call $r (local.get 0)) (i32.const 1))))"#,
         Limits::default(),
     );
-    let err = f.invoke(Some("r"), &[ArgValue::Int(1)], None).unwrap_err();
+    let err = f
+        .invoke(Some("r"), &[ArgValue::Int(1)], &[], None)
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Trap);
     assert_eq!(err.trap_code, Some("stack_overflow"));
     // and the executor still works
     let add = function(ADD, Limits::default());
     assert!(
-        add.invoke(Some("add"), &[ArgValue::Int(1), ArgValue::Int(2)], None)
-            .is_ok()
+        add.invoke(
+            Some("add"),
+            &[ArgValue::Int(1), ArgValue::Int(2)],
+            &[],
+            None
+        )
+        .is_ok()
     );
 }
 
@@ -116,15 +127,15 @@ fn persistent_instance_keeps_state_and_survives_a_timeout() {
     );
     let mut inst = PersistentInstance::new(&f).unwrap();
     for expected in 1..=3 {
-        let out = inst.invoke(Some("inc"), &[], None).unwrap();
+        let out = inst.invoke(Some("inc"), &[], &[], None).unwrap();
         assert_eq!(
             out.values[0],
             _core::exec::values::ResultValue::Int(expected)
         );
     }
-    let err = inst.invoke(Some("spin"), &[], Some(20)).unwrap_err();
+    let err = inst.invoke(Some("spin"), &[], &[], Some(20)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvokeTimeout);
-    let out = inst.invoke(Some("inc"), &[], None).unwrap();
+    let out = inst.invoke(Some("inc"), &[], &[], None).unwrap();
     assert_eq!(out.values[0], _core::exec::values::ResultValue::Int(4));
 }
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import tensorwasm_tc
 from tensorwasm_tc import (
+    DtypeMismatchError,
     InstanceClosedError,
     InternalError,
     InvalidArgsError,
@@ -16,11 +17,14 @@ from tensorwasm_tc import (
     MemoryLimitError,
     MissingExportError,
     ModuleTooLargeError,
+    ReadOnlyError,
     ResourceExhaustedError,
     Runtime,
+    ShapeMismatchError,
     TensorWasmError,
     TrapError,
     UnknownImportError,
+    UnknownOpError,
     default_home,
 )
 
@@ -35,6 +39,10 @@ KINDS: dict[type[TensorWasmError], str] = {
     MemoryLimitError: "memory_limit",
     ResourceExhaustedError: "resource_exhausted",
     InstanceClosedError: "instance_closed",
+    DtypeMismatchError: "dtype_mismatch",
+    ShapeMismatchError: "shape_mismatch",
+    UnknownOpError: "unknown_op",
+    ReadOnlyError: "read_only",
     InternalError: "internal",
 }
 
@@ -76,6 +84,8 @@ def test_package_exports_the_public_api() -> None:
         "build_info",
         "default_home",
         "__version__",
+        "Tensor",
+        "ops",
         *(cls.__name__ for cls in KINDS),
     }
 

@@ -8,6 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
@@ -169,21 +170,35 @@ pub fn engine() -> &'static Engine {
     })
 }
 
+/// Epoch ticks the ticker has applied, and when it started counting.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static TICK_ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+fn due_ticks() -> u64 {
+    let origin = TICK_ORIGIN.get_or_init(Instant::now);
+    (origin.elapsed().as_nanos() / EPOCH_TICK.as_nanos().max(1)) as u64
+}
+
+/// Ticks the engine's epoch is behind the wall clock right now (the ticker
+/// catches up on its next wake). A deadline set now must add this, or it
+/// would fire early by the lag.
+pub fn epoch_lag() -> u64 {
+    due_ticks().saturating_sub(TICKS.load(Ordering::Acquire))
+}
+
 fn start_ticker(weak: wasmtime::EngineWeak) {
+    TICK_ORIGIN.get_or_init(Instant::now);
     let spawned = std::thread::Builder::new()
         .name("tensorwasm-epoch".into())
         .spawn(move || {
             // Ticks follow the wall clock, not the number of sleeps: a sleep
             // of one tick often lasts longer, and counting sleeps would let
             // deadlines drift late by that overshoot.
-            let start = Instant::now();
-            let tick_ns = EPOCH_TICK.as_nanos().max(1);
-            let mut ticks: u128 = 0;
             while let Some(engine) = weak.upgrade() {
-                let due = start.elapsed().as_nanos() / tick_ns;
-                while ticks < due {
+                let due = due_ticks();
+                while TICKS.load(Ordering::Relaxed) < due {
                     engine.increment_epoch();
-                    ticks += 1;
+                    TICKS.fetch_add(1, Ordering::Release);
                 }
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);

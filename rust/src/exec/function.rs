@@ -15,7 +15,9 @@ use super::limits::{Limits, validate_deadline};
 use super::store::StoreData;
 use super::values::{ArgValue, ResultValue, ValType, lower_args, placeholder, raise};
 use super::wasi::{self, ProcExit};
+use crate::abi::{self, Bindings};
 use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::tensor::Tensor;
 
 /// Largest module accepted by default (64 MiB).
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 64 << 20;
@@ -84,7 +86,7 @@ fn linker() -> &'static Linker<StoreData> {
     static LINKER: OnceLock<Linker<StoreData>> = OnceLock::new();
     LINKER.get_or_init(|| {
         let mut l = Linker::new(engine());
-        if let Err(e) = wasi::add_to_linker(&mut l) {
+        if let Err(e) = wasi::add_to_linker(&mut l).and_then(|()| abi::add_to_linker(&mut l)) {
             panic!("tensorwasm: cannot define host functions: {e:#}");
         }
         l
@@ -166,9 +168,10 @@ fn root_message(e: &wasmtime::Error) -> String {
 fn prepare(id: [u8; 32], module: Module) -> CoreResult<CompiledModule> {
     let known = wasi::provided_names();
     for import in module.imports() {
-        let provided = import.module() == wasi::MODULE
-            && known.contains(import.name())
-            && matches!(import.ty(), ExternType::Func(_));
+        let provided = matches!(import.ty(), ExternType::Func(_))
+            && ((import.module() == wasi::MODULE && known.contains(import.name()))
+                || (import.module() == abi::MODULE
+                    && abi::provided_names().contains(import.name())));
         if !provided {
             let what = match import.ty() {
                 ExternType::Func(_) => "function",
@@ -181,9 +184,10 @@ fn prepare(id: [u8; 32], module: Module) -> CoreResult<CompiledModule> {
                 ErrorKind::UnknownImport,
                 format!(
                     "module imports {what} '{}.{}', which this runtime does not provide \
-                     (available: WASI preview 1 functions in '{}')",
+                     (available: the tensor ABI in '{}' and WASI preview 1 in '{}')",
                     import.module(),
                     import.name(),
+                    abi::MODULE,
                     wasi::MODULE
                 ),
             ));
@@ -231,24 +235,43 @@ pub struct InvokeOutcome {
     pub stderr: String,
     pub output_truncated: bool,
     pub duration: Duration,
+    /// Tensors the guest named with `output_set`, in the order first set.
+    pub outputs: Vec<(String, Tensor)>,
 }
 
-/// A compiled module with the limits its instances run under.
+/// A compiled module with the limits its instances run under and the
+/// tensors bound to it.
 #[derive(Clone)]
 pub struct Function {
     pub compiled: Arc<CompiledModule>,
     pub limits: Limits,
+    pub bindings: Arc<Bindings>,
 }
 
 impl Function {
     pub fn new(compiled: Arc<CompiledModule>, limits: Limits) -> CoreResult<Self> {
+        Self::with_bindings(compiled, limits, Bindings::default())
+    }
+
+    pub fn with_bindings(
+        compiled: Arc<CompiledModule>,
+        limits: Limits,
+        bindings: Bindings,
+    ) -> CoreResult<Self> {
         limits.validate()?;
-        Ok(Function { compiled, limits })
+        Ok(Function {
+            compiled,
+            limits,
+            bindings: Arc::new(bindings),
+        })
     }
 
     /// A new store set up with this function's limits.
     pub fn new_store(&self) -> Store<StoreData> {
-        let mut store = Store::new(engine(), StoreData::new(&self.limits));
+        let mut store = Store::new(
+            engine(),
+            StoreData::new(&self.limits, self.bindings.clone()),
+        );
         store.limiter(|d| &mut d.limiter);
         store.epoch_deadline_trap();
         // No call is running yet; a generous deadline until one starts.
@@ -261,6 +284,7 @@ impl Function {
         &self,
         export: Option<&str>,
         args: &[ArgValue],
+        inputs: &[(String, Tensor)],
         deadline_ms: Option<u64>,
     ) -> CoreResult<InvokeOutcome> {
         let sig = self.compiled.resolve_export(export)?;
@@ -269,6 +293,7 @@ impl Function {
         validate_deadline(deadline_ms)?;
         let started = Instant::now();
         let mut store = self.new_store();
+        store.data_mut().begin_call(inputs);
         store.set_epoch_deadline(deadline_ticks(deadline_ms));
         let instance = self
             .compiled
@@ -284,10 +309,10 @@ impl Function {
 }
 
 /// Epoch ticks for a deadline: rounded up, plus one because the current tick
-/// is already partly spent.
+/// is already partly spent, plus however far the ticker lags the clock.
 pub fn deadline_ticks(deadline_ms: u64) -> u64 {
     let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
-    deadline_ms.div_ceil(tick_ms) + 1
+    deadline_ms.div_ceil(tick_ms) + 1 + super::engine::epoch_lag()
 }
 
 /// Runs `func` in `store` and maps every outcome to ours.
@@ -304,6 +329,7 @@ pub fn call(
     let data = store.data_mut();
     let (stdout, out_cut) = data.wasi.stdout.take_text();
     let (stderr, err_cut) = data.wasi.stderr.take_text();
+    let outputs = data.end_call();
     match outcome {
         Ok(()) => Ok(InvokeOutcome {
             values: results.iter().map(raise).collect(),
@@ -311,6 +337,7 @@ pub fn call(
             stderr,
             output_truncated: out_cut || err_cut,
             duration: started.elapsed(),
+            outputs,
         }),
         Err(e) => {
             if let Some(ProcExit(0)) = e.downcast_ref::<ProcExit>() {
@@ -321,6 +348,7 @@ pub fn call(
                     stderr,
                     output_truncated: out_cut || err_cut,
                     duration: started.elapsed(),
+                    outputs,
                 });
             }
             let mut err = classify_call_error(&e, data, &sig.name, deadline_ms, started);

@@ -9,6 +9,7 @@ use super::limits::validate_deadline;
 use super::store::StoreData;
 use super::values::{ArgValue, lower_args};
 use crate::error::{CoreError, CoreResult};
+use crate::tensor::Tensor;
 
 /// A live sandbox whose memory and globals survive between invokes.
 pub struct PersistentInstance {
@@ -38,6 +39,7 @@ impl PersistentInstance {
         &mut self,
         export: Option<&str>,
         args: &[ArgValue],
+        inputs: &[(String, Tensor)],
         deadline_ms: Option<u64>,
     ) -> CoreResult<InvokeOutcome> {
         let sig = self.function.compiled.resolve_export(export)?;
@@ -45,7 +47,7 @@ impl PersistentInstance {
         let deadline_ms = deadline_ms.unwrap_or(self.function.limits.deadline_ms);
         validate_deadline(deadline_ms)?;
         let started = Instant::now();
-        self.store.data_mut().begin_call();
+        self.store.data_mut().begin_call(inputs);
         self.store.set_epoch_deadline(deadline_ticks(deadline_ms));
         let func = self
             .instance

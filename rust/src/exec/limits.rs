@@ -1,9 +1,12 @@
 //! Per-function limits and the resource limiter that enforces them.
 
+use std::sync::Arc;
+
 use wasmtime::ResourceLimiter;
 
 use super::engine::MAX_MEMORY_BYTES_CEILING;
 use crate::error::{CoreError, CoreResult};
+use crate::tensor::Budget;
 
 /// Limits of one function (every instance of it gets these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +63,8 @@ pub fn validate_deadline(deadline_ms: u64) -> CoreResult<()> {
 /// `memory_limit` rather than as a bare trap.
 #[derive(Debug)]
 pub struct Limiter {
-    max_memory_bytes: u64,
+    /// The memory cap, shared with the host tensors the guest allocates.
+    pub budget: Arc<Budget>,
     max_table_elements: u64,
     pub memory_limit_hit: bool,
     pub table_limit_hit: bool,
@@ -69,7 +73,7 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(limits: &Limits) -> Self {
         Limiter {
-            max_memory_bytes: limits.max_memory_bytes,
+            budget: Arc::new(Budget::new(limits.max_memory_bytes)),
             max_table_elements: limits.max_table_elements,
             memory_limit_hit: false,
             table_limit_hit: false,
@@ -89,10 +93,11 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max_memory_bytes {
+        if !self.budget.linear_fits(desired as u64) {
             self.memory_limit_hit = true;
             return Ok(false);
         }
+        self.budget.set_linear(desired as u64);
         Ok(true)
     }
 

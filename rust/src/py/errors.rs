@@ -74,6 +74,30 @@ create_exception!(
 );
 create_exception!(
     _core,
+    DtypeMismatchError,
+    TensorWasmError,
+    "A tensor has the wrong dtype."
+);
+create_exception!(
+    _core,
+    ShapeMismatchError,
+    TensorWasmError,
+    "Tensor shapes do not fit."
+);
+create_exception!(
+    _core,
+    UnknownOpError,
+    TensorWasmError,
+    "No operation of that name."
+);
+create_exception!(
+    _core,
+    ReadOnlyError,
+    TensorWasmError,
+    "A write to a read-only tensor."
+);
+create_exception!(
+    _core,
     InternalError,
     TensorWasmError,
     "A bug or an environment failure."
@@ -91,6 +115,10 @@ fn class_of(py: Python<'_>, kind: ErrorKind) -> Bound<'_, pyo3::types::PyType> {
         ErrorKind::MemoryLimit => py.get_type::<MemoryLimitError>(),
         ErrorKind::ResourceExhausted => py.get_type::<ResourceExhaustedError>(),
         ErrorKind::InstanceClosed => py.get_type::<InstanceClosedError>(),
+        ErrorKind::DtypeMismatch => py.get_type::<DtypeMismatchError>(),
+        ErrorKind::ShapeMismatch => py.get_type::<ShapeMismatchError>(),
+        ErrorKind::UnknownOp => py.get_type::<UnknownOpError>(),
+        ErrorKind::ReadOnly => py.get_type::<ReadOnlyError>(),
         ErrorKind::Internal => py.get_type::<InternalError>(),
     }
 }

@@ -10,15 +10,19 @@ use pyo3::types::{
 };
 
 use super::errors::to_pyerr;
+use super::tensor::{Tensor, from_dlpack_any};
+use crate::abi::Bindings;
 use crate::error::CoreError;
 use crate::exec::function::{load_module, to_binary};
 use crate::exec::values::ResultValue;
 use crate::exec::{self, ArgValue, InvokeOutcome, Limits, PersistentInstance};
+use crate::tensor::Tensor as CoreTensor;
 
 /// Compiles (or fetches from cache) a module and binds it to limits.
 #[pyfunction]
 #[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES as i64,
-    max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000, max_output_bytes=1 << 20))]
+    max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000, max_output_bytes=1 << 20,
+    bindings=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn load(
     py: Python<'_>,
@@ -29,7 +33,9 @@ pub fn load(
     max_table_elements: i64,
     deadline_ms: i64,
     max_output_bytes: i64,
+    bindings: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Function> {
+    let bindings = convert_bindings(py, bindings)?;
     let checked = (|| -> Result<(usize, Limits), CoreError> {
         let limits = Limits {
             max_memory_bytes: non_negative("max_memory_bytes", max_memory_bytes)?,
@@ -60,11 +66,46 @@ pub fn load(
     let result = py.detach(move || -> Result<exec::Function, CoreError> {
         let binary = to_binary(&bytes, is_text, max_module_bytes)?;
         let compiled = load_module(&binary, cache_dir.as_deref(), max_module_bytes)?;
-        exec::Function::new(compiled, limits)
+        exec::Function::with_bindings(compiled, limits, bindings)
     });
     result
         .map(|inner| Function { inner })
         .map_err(|e| to_pyerr(py, e))
+}
+
+/// `{alias: {name: tensor-like}}` → bound tensors (zero-copy, read-only).
+fn convert_bindings(py: Python<'_>, bindings: Option<&Bound<'_, PyDict>>) -> PyResult<Bindings> {
+    let Some(b) = bindings else {
+        return Ok(Bindings::default());
+    };
+    let mut groups = Vec::new();
+    for (alias, group) in b.iter() {
+        let alias: String = alias.extract()?;
+        let group = group.cast::<PyDict>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "bindings['{alias}'] must be a dict of name -> tensor"
+            ))
+        })?;
+        let mut tensors = Vec::new();
+        for (name, t) in group.iter() {
+            tensors.push((name.extract::<String>()?, from_dlpack_any(py, &t)?));
+        }
+        groups.push((alias, tensors));
+    }
+    Bindings::new(groups).map_err(|e| to_pyerr(py, e))
+}
+
+/// `{name: tensor-like}` → invoke inputs (zero-copy).
+fn convert_inputs(
+    py: Python<'_>,
+    inputs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Vec<(String, CoreTensor)>> {
+    let Some(d) = inputs else {
+        return Ok(Vec::new());
+    };
+    d.iter()
+        .map(|(k, v)| Ok((k.extract::<String>()?, from_dlpack_any(py, &v)?)))
+        .collect()
 }
 
 /// Limits arrive as Python ints; a negative one is a caller error, not an overflow.
@@ -136,7 +177,12 @@ fn result_to_py(py: Python<'_>, outcome: InvokeOutcome) -> PyResult<InvokeResult
             ResultValue::Null => values.append(py.None())?,
         }
     }
+    let outputs = PyDict::new(py);
+    for (name, t) in outcome.outputs {
+        outputs.set_item(name, Tensor { inner: t })?;
+    }
     Ok(InvokeResult {
+        outputs: outputs.unbind(),
         values: values.unbind(),
         stdout: outcome.stdout,
         stderr: outcome.stderr,
@@ -187,18 +233,20 @@ impl Function {
     }
 
     /// Calls `export` on a fresh instance; the GIL is released meanwhile.
-    #[pyo3(signature = (export=None, args=None, deadline_ms=None))]
+    #[pyo3(signature = (export=None, args=None, deadline_ms=None, inputs=None))]
     fn invoke(
         &self,
         py: Python<'_>,
         export: Option<String>,
         args: Option<&Bound<'_, PyAny>>,
         deadline_ms: Option<i64>,
+        inputs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<InvokeResult> {
         let args = extract_args(args)?;
         let deadline_ms = call_deadline(py, deadline_ms)?;
+        let inputs = convert_inputs(py, inputs)?;
         let inner = &self.inner;
-        let outcome = py.detach(|| inner.invoke(export.as_deref(), &args, deadline_ms));
+        let outcome = py.detach(|| inner.invoke(export.as_deref(), &args, &inputs, deadline_ms));
         match outcome {
             Ok(o) => result_to_py(py, o),
             Err(e) => Err(to_pyerr(py, e)),
@@ -237,18 +285,20 @@ impl Instance {
         py.detach(|| self.inner.lock().is_none())
     }
 
-    #[pyo3(signature = (export=None, args=None, deadline_ms=None))]
+    #[pyo3(signature = (export=None, args=None, deadline_ms=None, inputs=None))]
     fn invoke(
         &self,
         py: Python<'_>,
         export: Option<String>,
         args: Option<&Bound<'_, PyAny>>,
         deadline_ms: Option<i64>,
+        inputs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<InvokeResult> {
         let args = extract_args(args)?;
         let deadline_ms = call_deadline(py, deadline_ms)?;
+        let inputs = convert_inputs(py, inputs)?;
         let outcome = py.detach(|| match self.inner.lock().as_mut() {
-            Some(inst) => inst.invoke(export.as_deref(), &args, deadline_ms),
+            Some(inst) => inst.invoke(export.as_deref(), &args, &inputs, deadline_ms),
             None => Err(CoreError::new(
                 crate::error::ErrorKind::InstanceClosed,
                 "the instance was closed; instantiate the function again",
@@ -271,6 +321,7 @@ impl Instance {
 #[pyclass(module = "tensorwasm_tc._core", frozen)]
 pub struct InvokeResult {
     values: Py<PyList>,
+    outputs: Py<PyDict>,
     #[pyo3(get)]
     stdout: String,
     #[pyo3(get)]
@@ -289,6 +340,12 @@ impl InvokeResult {
     #[getter]
     fn values<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
         self.values.bind(py).clone()
+    }
+
+    /// Tensors the guest named with `output_set`, by name.
+    #[getter]
+    fn outputs<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+        self.outputs.bind(py).clone()
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

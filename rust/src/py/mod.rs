@@ -4,3 +4,5 @@
 pub mod errors;
 pub mod exec;
 pub mod info;
+pub mod ops;
+pub mod tensor;

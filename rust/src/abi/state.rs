@@ -1,0 +1,181 @@
+//! Per-instance ABI state: the handle table, inputs, bound tensors, outputs,
+//! the tensor-memory budget and the last error message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::codes::AbiCode;
+use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::tensor::{Budget, Tensor};
+
+/// Live handles per invoke, at most: a guest that leaks handles gets
+/// ResourceExhausted long before the host feels it.
+pub const MAX_HANDLES: usize = 16_384;
+/// Longest message kept for `last_error`.
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// Read-only tensors bound to a function, by `alias/name` (and by bare
+/// `name` where that is unambiguous).
+#[derive(Debug, Default, Clone)]
+pub struct Bindings {
+    by_name: HashMap<String, Tensor>,
+}
+
+impl Bindings {
+    /// Builds from `{alias: {name: tensor}}`; every tensor becomes read-only.
+    pub fn new(groups: Vec<(String, Vec<(String, Tensor)>)>) -> CoreResult<Self> {
+        let mut by_name = HashMap::new();
+        let mut bare: HashMap<String, Option<Tensor>> = HashMap::new();
+        for (alias, tensors) in groups {
+            if alias.is_empty() || alias.contains('/') {
+                return Err(CoreError::invalid_args(format!(
+                    "binding alias '{alias}' must be non-empty and contain no '/'"
+                )));
+            }
+            for (name, t) in tensors {
+                if name.is_empty() {
+                    return Err(CoreError::invalid_args(format!(
+                        "binding '{alias}' has a tensor with an empty name"
+                    )));
+                }
+                let t = t.read_only_view();
+                by_name.insert(format!("{alias}/{name}"), t.clone());
+                bare.entry(name)
+                    .and_modify(|slot| *slot = None)
+                    .or_insert(Some(t));
+            }
+        }
+        for (name, t) in bare {
+            if let Some(t) = t {
+                by_name.entry(name).or_insert(t);
+            }
+        }
+        Ok(Bindings { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.by_name.get(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[derive(Debug)]
+pub struct AbiState {
+    handles: Vec<Option<Tensor>>,
+    free: Vec<usize>,
+    live: usize,
+    pub last_error: String,
+    pub inputs: HashMap<String, Tensor>,
+    pub bindings: Arc<Bindings>,
+    pub outputs: Vec<(String, Tensor)>,
+    pub budget: Arc<Budget>,
+}
+
+impl AbiState {
+    pub fn new(bindings: Arc<Bindings>, budget: Arc<Budget>) -> Self {
+        AbiState {
+            handles: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            last_error: String::new(),
+            inputs: HashMap::new(),
+            bindings,
+            outputs: Vec::new(),
+            budget,
+        }
+    }
+
+    /// Drops every handle, input and output (end of an invoke).
+    pub fn reset(&mut self) {
+        self.handles.clear();
+        self.free.clear();
+        self.live = 0;
+        self.inputs.clear();
+        self.outputs.clear();
+        self.last_error.clear();
+    }
+
+    /// Records `msg` for `last_error` and returns `code`.
+    pub fn fail(&mut self, code: AbiCode, msg: impl Into<String>) -> i32 {
+        let mut m: String = msg.into();
+        if m.len() > MAX_ERROR_BYTES {
+            let mut cut = MAX_ERROR_BYTES;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+        }
+        self.last_error = format!("{}: {m}", code.name());
+        code.code()
+    }
+
+    pub fn fail_core(&mut self, e: CoreError) -> i32 {
+        self.fail(AbiCode::from_kind(e.kind), e.message)
+    }
+
+    /// A new handle for `t`, or ResourceExhausted.
+    pub fn insert(&mut self, t: Tensor) -> i32 {
+        if self.live >= MAX_HANDLES {
+            return self.fail(
+                AbiCode::ResourceExhausted,
+                format!("more than {MAX_HANDLES} live tensor handles; tensor_drop the ones you are done with"),
+            );
+        }
+        self.live += 1;
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.handles[i] = Some(t);
+                i
+            }
+            None => {
+                self.handles.push(Some(t));
+                self.handles.len() - 1
+            }
+        };
+        (slot + 1) as i32
+    }
+
+    pub fn get(&self, h: i32) -> Option<&Tensor> {
+        let i = usize::try_from(h).ok()?.checked_sub(1)?;
+        self.handles.get(i)?.as_ref()
+    }
+
+    /// The tensor of `h`, or records InvalidHandle.
+    pub fn tensor(&mut self, h: i32) -> Result<Tensor, i32> {
+        match self.get(h) {
+            Some(t) => Ok(t.clone()),
+            None => Err(self.fail(
+                AbiCode::InvalidHandle,
+                format!("{h} is not a live tensor handle"),
+            )),
+        }
+    }
+
+    pub fn remove(&mut self, h: i32) -> bool {
+        let Some(i) = usize::try_from(h).ok().and_then(|h| h.checked_sub(1)) else {
+            return false;
+        };
+        match self.handles.get_mut(i).and_then(Option::take) {
+            Some(_) => {
+                self.free.push(i);
+                self.live -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Maps a kind to the matching error for inputs that do not fit.
+pub fn input_error(msg: String) -> CoreError {
+    CoreError::new(ErrorKind::InvalidArgs, msg)
+}

@@ -1,0 +1,247 @@
+//! Elementwise ops: broadcasting arithmetic, scale, activations.
+
+use rayon::prelude::*;
+
+use super::util::{
+    CHUNK, PAR_THRESHOLD, SendPtr, broadcast_shape, broadcast_strides, dtype_err, float_op,
+};
+use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::kernels::{OpCtx, OpId};
+use crate::tensor::{DType, Element, Tensor};
+
+/// `out[i] = f(a[i], b[i])` over the broadcast of `a` and `b` into `out`
+/// (contiguous). Inputs may be strided.
+fn zip_broadcast<T: Element>(
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> CoreResult<()> {
+    let n = out.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let dst = out.as_mut_slice::<T>()?;
+    if a.is_contiguous()
+        && b.is_contiguous()
+        && a.shape() == out.shape()
+        && b.shape() == out.shape()
+    {
+        let (xa, xb) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+        if n >= PAR_THRESHOLD {
+            dst.par_chunks_mut(CHUNK)
+                .zip(xa.par_chunks(CHUNK).zip(xb.par_chunks(CHUNK)))
+                .for_each(|(d, (x, y))| {
+                    for i in 0..d.len() {
+                        d[i] = f(x[i], y[i]);
+                    }
+                });
+        } else {
+            for i in 0..n {
+                dst[i] = f(xa[i], xb[i]);
+            }
+        }
+        return Ok(());
+    }
+    let shape = out.shape();
+    let nd = shape.len();
+    let inner = if nd == 0 { 1 } else { shape[nd - 1] };
+    let sa = broadcast_strides(a, shape);
+    let sb = broadcast_strides(b, shape);
+    let (ia, ib) = if nd == 0 {
+        (0, 0)
+    } else {
+        (sa[nd - 1], sb[nd - 1])
+    };
+    let pa = SendPtr(a.data_ptr() as *mut T);
+    let pb = SendPtr(b.data_ptr() as *mut T);
+    let row = |r: usize, d: &mut [T]| {
+        // Offsets of row r's first element in a and b.
+        let (mut oa, mut ob) = (0isize, 0isize);
+        let mut rem = r;
+        for ax in (0..nd.saturating_sub(1)).rev() {
+            let i = rem % shape[ax];
+            rem /= shape[ax];
+            oa += i as isize * sa[ax];
+            ob += i as isize * sb[ax];
+        }
+        for (j, slot) in d.iter_mut().enumerate() {
+            // SAFETY: offsets stay within each input's checked extent.
+            unsafe {
+                let x = *pa.get().offset(oa + j as isize * ia);
+                let y = *pb.get().offset(ob + j as isize * ib);
+                *slot = f(x, y);
+            }
+        }
+    };
+    if n >= PAR_THRESHOLD && inner > 0 {
+        dst.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, d)| row(r, d));
+    } else if inner > 0 {
+        dst.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, d)| row(r, d));
+    }
+    Ok(())
+}
+
+pub fn binary(op: OpId, a: &Tensor, b: &Tensor, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    if a.dtype() != b.dtype() {
+        return Err(CoreError::new(
+            ErrorKind::DtypeMismatch,
+            format!(
+                "{}: operands are {} and {}; cast one first",
+                op.name(),
+                a.dtype().name(),
+                b.dtype().name()
+            ),
+        ));
+    }
+    let shape = broadcast_shape(op.name(), a.shape(), b.shape())?;
+    let dtype = a.dtype();
+    if matches!(dtype, DType::F16 | DType::BF16) {
+        let (wa, wb) = (super::util::to_f32(a, ctx)?, super::util::to_f32(b, ctx)?);
+        let wide = binary(op, &wa, &wb, ctx)?;
+        return super::util::cast(&wide, dtype, ctx);
+    }
+    let out = ctx.zeros(dtype, &shape)?;
+    macro_rules! float {
+        ($t:ty) => {
+            match op {
+                OpId::Add => zip_broadcast::<$t>(a, b, &out, |x, y| x + y),
+                OpId::Sub => zip_broadcast::<$t>(a, b, &out, |x, y| x - y),
+                OpId::Mul => zip_broadcast::<$t>(a, b, &out, |x, y| x * y),
+                _ => zip_broadcast::<$t>(a, b, &out, |x, y| x / y),
+            }
+        };
+    }
+    // Integer arithmetic wraps; division by zero gives 0 (as numpy does).
+    macro_rules! int {
+        ($t:ty) => {
+            match op {
+                OpId::Add => zip_broadcast::<$t>(a, b, &out, |x, y| x.wrapping_add(y)),
+                OpId::Sub => zip_broadcast::<$t>(a, b, &out, |x, y| x.wrapping_sub(y)),
+                OpId::Mul => zip_broadcast::<$t>(a, b, &out, |x, y| x.wrapping_mul(y)),
+                _ => zip_broadcast::<$t>(
+                    a,
+                    b,
+                    &out,
+                    |x, y| if y == 0 { 0 } else { x.wrapping_div(y) },
+                ),
+            }
+        };
+    }
+    match dtype {
+        DType::F32 => float!(f32)?,
+        DType::F64 => float!(f64)?,
+        DType::I32 => int!(i32)?,
+        DType::I64 => int!(i64)?,
+        DType::U8 => int!(u8)?,
+        DType::I8 => int!(i8)?,
+        _ => return Err(dtype_err(op.name(), a, "numeric (not bool)")),
+    }
+    Ok(out)
+}
+
+/// Applies `f` to every element of contiguous `x` into a new tensor.
+fn map<T: Element>(
+    x: &Tensor,
+    ctx: &OpCtx<'_>,
+    f: impl Fn(T) -> T + Sync + Send,
+) -> CoreResult<Tensor> {
+    let x = x.contiguous_in(ctx.budget)?;
+    let out = ctx.zeros(x.dtype(), x.shape())?;
+    let (src, dst) = (x.as_slice::<T>()?, out.as_mut_slice::<T>()?);
+    if src.len() >= PAR_THRESHOLD {
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s));
+    }
+    Ok(out)
+}
+
+pub fn scale(x: &Tensor, s: f64, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    match x.dtype() {
+        DType::I32 => map::<i32>(x, ctx, |v| (v as f64 * s) as i32),
+        DType::I64 => map::<i64>(x, ctx, |v| (v as f64 * s) as i64),
+        _ => float_op(
+            "scale",
+            x,
+            ctx,
+            |t| {
+                let s = s as f32;
+                map::<f32>(t, ctx, move |v| v * s)
+            },
+            |t| map::<f64>(t, ctx, move |v| v * s),
+        ),
+    }
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+
+fn gelu_erf(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+fn gelu_tanh(x: f64) -> f64 {
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+}
+
+fn gelu_erf_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_tanh_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI as f32 * (x + 0.044715 * x * x * x)).tanh())
+}
+
+fn sigmoid32(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn sigmoid64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+pub fn unary(op: OpId, x: &Tensor, approximate: bool, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    if op == OpId::Relu {
+        match x.dtype() {
+            DType::I32 => return map::<i32>(x, ctx, |v| v.max(0)),
+            DType::I64 => return map::<i64>(x, ctx, |v| v.max(0)),
+            DType::I8 => return map::<i8>(x, ctx, |v| v.max(0)),
+            DType::U8 => {
+                return x
+                    .contiguous_in(ctx.budget)
+                    .and_then(|c| super::util::cast(&c, DType::U8, ctx));
+            }
+            _ => {}
+        }
+    }
+    float_op(
+        op.name(),
+        x,
+        ctx,
+        |t| match op {
+            // `max` would turn NaN into 0; keep NaN as numpy does.
+            OpId::Relu => map::<f32>(t, ctx, |v| if v < 0.0 { 0.0 } else { v }),
+            OpId::Gelu if approximate => map::<f32>(t, ctx, gelu_tanh_f32),
+            OpId::Gelu => map::<f32>(t, ctx, gelu_erf_f32),
+            OpId::Silu => map::<f32>(t, ctx, |v| v * sigmoid32(v)),
+            OpId::Sigmoid => map::<f32>(t, ctx, sigmoid32),
+            OpId::Tanh => map::<f32>(t, ctx, f32::tanh),
+            _ => map::<f32>(t, ctx, f32::exp),
+        },
+        |t| match op {
+            OpId::Relu => map::<f64>(t, ctx, |v| if v < 0.0 { 0.0 } else { v }),
+            OpId::Gelu if approximate => map::<f64>(t, ctx, gelu_tanh),
+            OpId::Gelu => map::<f64>(t, ctx, gelu_erf),
+            OpId::Silu => map::<f64>(t, ctx, |v| v * sigmoid64(v)),
+            OpId::Sigmoid => map::<f64>(t, ctx, sigmoid64),
+            OpId::Tanh => map::<f64>(t, ctx, f64::tanh),
+            _ => map::<f64>(t, ctx, f64::exp),
+        },
+    )
+}

@@ -1,0 +1,153 @@
+//! The op registry and its backends.
+//!
+//! Every op of the guest ABI v1 is named here once (`OpId`); a backend runs
+//! ops on one kind of device behind the `Backend` trait. The CPU backend is
+//! always present; the CUDA backend joins beside it. `dispatch` is the one
+//! entry point for guests (through the ABI) and for Python (`tensorwasm_tc.ops`),
+//! and it counts every dispatch per (op, device) for metrics.
+
+pub mod args;
+pub mod cpu;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use args::{Arg, ArgReader};
+
+use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::tensor::{Budget, Device, Tensor};
+
+macro_rules! ops {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// An operation of the ABI. Names are part of ABI v1 and never change meaning.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum OpId { $($variant),* }
+
+        impl OpId {
+            pub const ALL: &'static [OpId] = &[$(OpId::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(OpId::$variant => $name),* }
+            }
+
+            pub fn from_name(name: &str) -> Option<OpId> {
+                match name { $($name => Some(OpId::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+ops! {
+    Matmul => "matmul",
+    Linear => "linear",
+    Add => "add",
+    Sub => "sub",
+    Mul => "mul",
+    Div => "div",
+    Scale => "scale",
+    Relu => "relu",
+    Gelu => "gelu",
+    Silu => "silu",
+    Sigmoid => "sigmoid",
+    Tanh => "tanh",
+    Exp => "exp",
+    Softmax => "softmax",
+    Layernorm => "layernorm",
+    Rmsnorm => "rmsnorm",
+    Sum => "sum",
+    Mean => "mean",
+    Max => "max",
+    Argmax => "argmax",
+    Transpose => "transpose",
+    Reshape => "reshape",
+    Cast => "cast",
+    Embedding => "embedding",
+    Concat => "concat",
+    Slice => "slice",
+}
+
+/// Per-dispatch context: where output memory is charged.
+#[derive(Default, Clone, Copy)]
+pub struct OpCtx<'a> {
+    pub budget: Option<&'a Arc<Budget>>,
+}
+
+impl<'a> OpCtx<'a> {
+    /// A zero-filled output tensor, charged to the budget.
+    pub fn zeros(&self, dtype: crate::tensor::DType, shape: &[usize]) -> CoreResult<Tensor> {
+        Tensor::zeros_in(dtype, shape, self.budget)
+    }
+}
+
+/// Runs ops on one kind of device.
+pub trait Backend: Send + Sync {
+    fn device(&self) -> Device;
+    fn run(&self, op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor>;
+}
+
+const DEVICES: usize = 2;
+static COUNTS: [[AtomicU64; DEVICES]; 64] = [const { [const { AtomicU64::new(0) }; DEVICES] }; 64];
+
+fn device_slot(d: Device) -> usize {
+    match d {
+        Device::Cpu => 0,
+        Device::Cuda(_) => 1,
+    }
+}
+
+/// Looks `name` up and runs it on the CPU backend.
+pub fn dispatch(name: &str, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    let op = OpId::from_name(name).ok_or_else(|| {
+        CoreError::new(
+            ErrorKind::UnknownOp,
+            format!(
+                "unknown op '{name}'; ops of ABI v1: {}",
+                OpId::ALL
+                    .iter()
+                    .map(|o| o.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    run(op, args, ctx)
+}
+
+pub fn run(op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    let backend = &cpu::CpuBackend;
+    COUNTS[op as usize][device_slot(backend.device())].fetch_add(1, Ordering::Relaxed);
+    backend.run(op, args, ctx)
+}
+
+/// `(op, device, count)` for every (op, device) dispatched at least once.
+pub fn dispatch_counts() -> Vec<(&'static str, &'static str, u64)> {
+    let mut out = Vec::new();
+    for &op in OpId::ALL {
+        for (slot, dev) in ["cpu", "cuda"].iter().enumerate() {
+            let n = COUNTS[op as usize][slot].load(Ordering::Relaxed);
+            if n > 0 {
+                out.push((op.name(), *dev, n));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_op_names_are_pinned() {
+        let names: Vec<&str> = OpId::ALL.iter().map(|o| o.name()).collect();
+        assert_eq!(
+            names.join(" "),
+            "matmul linear add sub mul div scale relu gelu silu sigmoid tanh exp softmax layernorm \
+             rmsnorm sum mean max argmax transpose reshape cast embedding concat slice"
+        );
+        for &op in OpId::ALL {
+            assert_eq!(OpId::from_name(op.name()), Some(op));
+        }
+        assert!(OpId::ALL.len() <= 64);
+    }
+}
