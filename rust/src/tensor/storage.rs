@@ -21,10 +21,17 @@ use crate::error::{CoreError, CoreResult, ErrorKind};
 /// Alignment of host allocations: a cache line, and enough for AVX-512 loads.
 pub const HOST_ALIGN: usize = 64;
 
+/// Allocations at least this large come straight from `mmap`: the kernel
+/// hands out zeroed pages (no memset), and they may be backed by huge pages.
+const MMAP_THRESHOLD: usize = 1 << 20;
+/// Transparent huge pages are 2 MiB on x86_64 and aarch64.
+const HUGE_PAGE: usize = 2 << 20;
+
 /// Owned, aligned host memory, optionally charged to a budget until dropped.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
+    mmapped: bool,
     charge: Option<Arc<Budget>>,
 }
 
@@ -38,35 +45,44 @@ impl AlignedBuf {
     /// `len` zeroed bytes, 64-byte aligned. Fails (instead of aborting) when
     /// the allocator refuses.
     pub fn zeroed(len: usize) -> CoreResult<Self> {
+        let oom = || CoreError::new(ErrorKind::MemoryLimit, format!("out of host memory allocating {len} bytes"));
         if len == 0 {
             // A dangling but aligned pointer: never dereferenced for 0 bytes.
-            let ptr = NonNull::new(HOST_ALIGN as *mut u8)
-                .ok_or_else(|| CoreError::internal("null alignment"))?;
-            return Ok(AlignedBuf {
-                ptr,
-                len: 0,
-                charge: None,
-            });
+            let ptr = NonNull::new(HOST_ALIGN as *mut u8).ok_or_else(|| CoreError::internal("null alignment"))?;
+            return Ok(AlignedBuf { ptr, len: 0, mmapped: false, charge: None });
         }
-        let layout = Layout::from_size_align(len, HOST_ALIGN).map_err(|_| {
-            CoreError::new(
-                ErrorKind::MemoryLimit,
-                format!("cannot allocate {len} bytes"),
-            )
-        })?;
+        if len >= MMAP_THRESHOLD {
+            // SAFETY: anonymous private mapping; the result is checked.
+            let raw = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if raw == libc::MAP_FAILED {
+                return Err(oom());
+            }
+            // Ask for huge pages where the range covers whole ones: far fewer
+            // page faults when a kernel first writes a large output. Advice
+            // only; failure is harmless.
+            let start = (raw as usize).next_multiple_of(HUGE_PAGE);
+            let end = (raw as usize + len) / HUGE_PAGE * HUGE_PAGE;
+            if end > start {
+                // SAFETY: [start, end) lies inside the mapping just made.
+                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+            }
+            let ptr = NonNull::new(raw.cast::<u8>()).ok_or_else(oom)?;
+            return Ok(AlignedBuf { ptr, len, mmapped: true, charge: None });
+        }
+        let layout = Layout::from_size_align(len, HOST_ALIGN).map_err(|_| oom())?;
         // SAFETY: layout has non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or_else(|| {
-            CoreError::new(
-                ErrorKind::MemoryLimit,
-                format!("out of host memory allocating {len} bytes"),
-            )
-        })?;
-        Ok(AlignedBuf {
-            ptr,
-            len,
-            charge: None,
-        })
+        let ptr = NonNull::new(raw).ok_or_else(oom)?;
+        Ok(AlignedBuf { ptr, len, mmapped: false, charge: None })
     }
 
     /// As `zeroed`, first reserving `len` bytes of `budget` (released on drop).
@@ -93,13 +109,13 @@ impl Drop for AlignedBuf {
         if self.len == 0 {
             return;
         }
-        // SAFETY: allocated in `zeroed` with exactly this layout.
-        unsafe {
-            dealloc(
-                self.ptr.as_ptr(),
-                Layout::from_size_align_unchecked(self.len, HOST_ALIGN),
-            )
-        };
+        if self.mmapped {
+            // SAFETY: unmapping exactly the mapping made in `zeroed`.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        } else {
+            // SAFETY: allocated in `zeroed` with exactly this layout.
+            unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, HOST_ALIGN)) };
+        }
     }
 }
 
