@@ -73,9 +73,10 @@ pub struct OpCtx<'a> {
 }
 
 impl<'a> OpCtx<'a> {
-    /// A zero-filled output tensor, charged to the budget.
-    pub fn zeros(&self, dtype: crate::tensor::DType, shape: &[usize]) -> CoreResult<Tensor> {
-        Tensor::zeros_in(dtype, shape, self.budget)
+    /// An output tensor charged to the budget. Its contents are unspecified:
+    /// every kernel writes each element of its output before returning.
+    pub fn alloc(&self, dtype: crate::tensor::DType, shape: &[usize]) -> CoreResult<Tensor> {
+        Tensor::uninit_in(dtype, shape, self.budget)
     }
 }
 

@@ -187,6 +187,25 @@ impl Tensor {
         shape: &[usize],
         budget: Option<&Arc<Budget>>,
     ) -> CoreResult<Tensor> {
+        Self::alloc_in(dtype, shape, budget, true)
+    }
+
+    /// A contiguous host tensor whose contents are unspecified: only for
+    /// kernel outputs that write every element before anything reads them.
+    pub fn uninit_in(
+        dtype: DType,
+        shape: &[usize],
+        budget: Option<&Arc<Budget>>,
+    ) -> CoreResult<Tensor> {
+        Self::alloc_in(dtype, shape, budget, false)
+    }
+
+    fn alloc_in(
+        dtype: DType,
+        shape: &[usize],
+        budget: Option<&Arc<Budget>>,
+        zero: bool,
+    ) -> CoreResult<Tensor> {
         check_ndim(shape.len())?;
         let nbytes = numel_of(shape)?.checked_mul(dtype.size()).ok_or_else(|| {
             CoreError::new(
@@ -194,9 +213,10 @@ impl Tensor {
                 format!("shape {shape:?} is too large"),
             )
         })?;
-        let storage = match budget {
-            Some(b) => Storage::Host(storage::AlignedBuf::zeroed_charged(nbytes, b)?),
-            None => Storage::host_zeroed(nbytes)?,
+        let storage = match (budget, zero) {
+            (Some(b), _) => Storage::Host(storage::AlignedBuf::charged(nbytes, zero, b)?),
+            (None, true) => Storage::host_zeroed(nbytes)?,
+            (None, false) => Storage::Host(storage::AlignedBuf::uninit(nbytes)?),
         };
         Ok(Tensor {
             storage: Arc::new(storage),
@@ -415,7 +435,7 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let out = Tensor::zeros_in(self.dtype, &self.shape, budget)?;
+        let out = Tensor::uninit_in(self.dtype, &self.shape, budget)?;
         let dst = out.data_mut_ptr()?;
         self.copy_strided_to(dst);
         Ok(out)

@@ -8,7 +8,7 @@
 //!
 //! Device memory joins as another variant with the CUDA backend.
 
-use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
 use std::any::Any;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -21,9 +21,12 @@ use crate::error::{CoreError, CoreResult, ErrorKind};
 /// Alignment of host allocations: a cache line, and enough for AVX-512 loads.
 pub const HOST_ALIGN: usize = 64;
 
-/// Allocations at least this large come straight from `mmap`: the kernel
-/// hands out zeroed pages (no memset), and they may be backed by huge pages.
+/// Zeroed allocations at least this large come straight from `mmap`: the
+/// kernel hands out zeroed pages (no memset), maybe backed by huge pages.
 const MMAP_THRESHOLD: usize = 1 << 20;
+/// Uninitialised allocations below this size come from the heap, whose
+/// freed blocks are reused without page faults; larger ones from `mmap`.
+const UNINIT_MMAP_THRESHOLD: usize = 32 << 20;
 /// Transparent huge pages are 2 MiB on x86_64 and aarch64.
 const HUGE_PAGE: usize = 2 << 20;
 
@@ -42,14 +45,49 @@ unsafe impl Send for AlignedBuf {}
 unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
+    /// `len` bytes, 64-byte aligned, whose contents are unspecified: for
+    /// kernel outputs, which write every element before anything reads one.
+    pub fn uninit(len: usize) -> CoreResult<Self> {
+        if len == 0 || len >= UNINIT_MMAP_THRESHOLD {
+            return Self::zeroed(len);
+        }
+        let oom = || {
+            CoreError::new(
+                ErrorKind::MemoryLimit,
+                format!("out of host memory allocating {len} bytes"),
+            )
+        };
+        let layout = Layout::from_size_align(len, HOST_ALIGN).map_err(|_| oom())?;
+        // SAFETY: layout has non-zero size.
+        let raw = unsafe { alloc(layout) };
+        let ptr = NonNull::new(raw).ok_or_else(oom)?;
+        Ok(AlignedBuf {
+            ptr,
+            len,
+            mmapped: false,
+            charge: None,
+        })
+    }
+
     /// `len` zeroed bytes, 64-byte aligned. Fails (instead of aborting) when
     /// the allocator refuses.
     pub fn zeroed(len: usize) -> CoreResult<Self> {
-        let oom = || CoreError::new(ErrorKind::MemoryLimit, format!("out of host memory allocating {len} bytes"));
+        let oom = || {
+            CoreError::new(
+                ErrorKind::MemoryLimit,
+                format!("out of host memory allocating {len} bytes"),
+            )
+        };
         if len == 0 {
             // A dangling but aligned pointer: never dereferenced for 0 bytes.
-            let ptr = NonNull::new(HOST_ALIGN as *mut u8).ok_or_else(|| CoreError::internal("null alignment"))?;
-            return Ok(AlignedBuf { ptr, len: 0, mmapped: false, charge: None });
+            let ptr = NonNull::new(HOST_ALIGN as *mut u8)
+                .ok_or_else(|| CoreError::internal("null alignment"))?;
+            return Ok(AlignedBuf {
+                ptr,
+                len: 0,
+                mmapped: false,
+                charge: None,
+            });
         }
         if len >= MMAP_THRESHOLD {
             // SAFETY: anonymous private mapping; the result is checked.
@@ -73,22 +111,40 @@ impl AlignedBuf {
             let end = (raw as usize + len) / HUGE_PAGE * HUGE_PAGE;
             if end > start {
                 // SAFETY: [start, end) lies inside the mapping just made.
-                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+                };
             }
             let ptr = NonNull::new(raw.cast::<u8>()).ok_or_else(oom)?;
-            return Ok(AlignedBuf { ptr, len, mmapped: true, charge: None });
+            return Ok(AlignedBuf {
+                ptr,
+                len,
+                mmapped: true,
+                charge: None,
+            });
         }
         let layout = Layout::from_size_align(len, HOST_ALIGN).map_err(|_| oom())?;
         // SAFETY: layout has non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).ok_or_else(oom)?;
-        Ok(AlignedBuf { ptr, len, mmapped: false, charge: None })
+        Ok(AlignedBuf {
+            ptr,
+            len,
+            mmapped: false,
+            charge: None,
+        })
     }
 
-    /// As `zeroed`, first reserving `len` bytes of `budget` (released on drop).
-    pub fn zeroed_charged(len: usize, budget: &Arc<Budget>) -> CoreResult<Self> {
+    /// As `zeroed` (or `uninit`), first reserving `len` bytes of `budget`
+    /// (released on drop).
+    pub fn charged(len: usize, zero: bool, budget: &Arc<Budget>) -> CoreResult<Self> {
         budget.reserve(len as u64)?;
-        match Self::zeroed(len) {
+        let made = if zero {
+            Self::zeroed(len)
+        } else {
+            Self::uninit(len)
+        };
+        match made {
             Ok(mut b) => {
                 b.charge = Some(budget.clone());
                 Ok(b)
@@ -114,7 +170,12 @@ impl Drop for AlignedBuf {
             unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
         } else {
             // SAFETY: allocated in `zeroed` with exactly this layout.
-            unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, HOST_ALIGN)) };
+            unsafe {
+                dealloc(
+                    self.ptr.as_ptr(),
+                    Layout::from_size_align_unchecked(self.len, HOST_ALIGN),
+                )
+            };
         }
     }
 }

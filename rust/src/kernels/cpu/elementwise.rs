@@ -105,7 +105,7 @@ pub fn binary(op: OpId, a: &Tensor, b: &Tensor, ctx: &OpCtx<'_>) -> CoreResult<T
         let wide = binary(op, &wa, &wb, ctx)?;
         return super::util::cast(&wide, dtype, ctx);
     }
-    let out = ctx.zeros(dtype, &shape)?;
+    let out = ctx.alloc(dtype, &shape)?;
     macro_rules! float {
         ($t:ty) => {
             match op {
@@ -151,7 +151,7 @@ fn map<T: Element>(
     f: impl Fn(T) -> T + Sync + Send,
 ) -> CoreResult<Tensor> {
     let x = x.contiguous_in(ctx.budget)?;
-    let out = ctx.zeros(x.dtype(), x.shape())?;
+    let out = ctx.alloc(x.dtype(), x.shape())?;
     let (src, dst) = (x.as_slice::<T>()?, out.as_mut_slice::<T>()?);
     if src.len() >= PAR_THRESHOLD {
         dst.par_chunks_mut(CHUNK)

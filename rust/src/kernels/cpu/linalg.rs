@@ -176,7 +176,7 @@ pub fn matmul(a: &Tensor, b: &Tensor, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     )?;
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
-    let out = ctx.zeros(a.dtype(), &out_shape)?;
+    let out = ctx.alloc(a.dtype(), &out_shape)?;
     match a.dtype() {
         DType::F32 => batched::<f32>(&a2, &b2, &out, &batch, m, n, k)?,
         DType::F64 => batched::<f64>(&a2, &b2, &out, &batch, m, n, k)?,
@@ -238,6 +238,11 @@ fn batched<T: Element + Gemmable>(
 ) -> CoreResult<()> {
     let count: usize = batch.iter().product();
     if count == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        // An empty inner dimension: every dot product is zero.
+        out.as_mut_slice::<T>()?.fill(T::ZERO);
         return Ok(());
     }
     let oa = batch_offsets(a, batch);
@@ -334,7 +339,7 @@ pub fn linear(
     let x2 = x.reshape_in(&[rows, in_f], ctx.budget)?;
     let mut out_shape = x.shape()[..x.ndim() - 1].to_vec();
     out_shape.push(out_f);
-    let out = ctx.zeros(dtype, &out_shape)?;
+    let out = ctx.alloc(dtype, &out_shape)?;
     match dtype {
         DType::F32 => linear_typed::<f32>(&x2, w, bias, &out, rows, out_f, in_f, ctx)?,
         DType::F64 => linear_typed::<f64>(&x2, w, bias, &out, rows, out_f, in_f, ctx)?,
@@ -369,6 +374,12 @@ fn linear_typed<T: Element + Gemmable>(
         let b = b.contiguous_in(ctx.budget)?;
         let bv = b.as_slice::<T>()?;
         dst.chunks_mut(out_f).for_each(|r| r.copy_from_slice(bv));
+    }
+    if in_f == 0 {
+        if bias.is_none() {
+            dst.fill(T::ZERO);
+        }
+        return Ok(());
     }
     let work = rows * out_f * in_f;
     let par = if work >= GEMM_PAR_WORK {

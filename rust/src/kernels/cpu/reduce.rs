@@ -37,7 +37,7 @@ fn rows_map<T: Element>(
     ctx: &OpCtx<'_>,
     f: impl Fn(&[T], &mut [T]) + Sync + Send,
 ) -> CoreResult<Tensor> {
-    let out = ctx.zeros(x.dtype(), x.shape())?;
+    let out = ctx.alloc(x.dtype(), x.shape())?;
     let width = x.shape().last().copied().unwrap_or(1);
     if width == 0 || x.numel() == 0 {
         return Ok(out);
@@ -305,7 +305,7 @@ fn reduce_rows(
     } else {
         dtype
     };
-    let out = ctx.zeros(out_dtype, out_shape)?;
+    let out = ctx.alloc(out_dtype, out_shape)?;
     macro_rules! go {
         ($t:ty, $zero:expr, $add:expr, $gt:expr, $isnan:expr) => {{
             let src = rows.as_slice::<$t>()?;

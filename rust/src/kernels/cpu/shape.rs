@@ -106,7 +106,7 @@ pub fn embedding(
     }
     let mut shape = ids.shape().to_vec();
     shape.push(dim);
-    let out = ctx.zeros(table.dtype(), &shape)?;
+    let out = ctx.alloc(table.dtype(), &shape)?;
     let es = table.dtype().size();
     let t = table.contiguous_in(ctx.budget)?;
     let dst = out.data_mut_ptr()?;
@@ -167,7 +167,7 @@ pub fn concat(
     }
     let mut shape = first.shape().to_vec();
     shape[axis] = total;
-    let out = ctx.zeros(first.dtype(), &shape)?;
+    let out = ctx.alloc(first.dtype(), &shape)?;
     let es = first.dtype().size();
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product::<usize>() * es;

@@ -136,7 +136,7 @@ macro_rules! to_f64_fn {
 /// toward zero and saturates (NaN → 0); anything → bool is `!= 0`.
 pub fn cast(x: &Tensor, dtype: DType, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     let x = x.contiguous_in(ctx.budget)?;
-    let out = ctx.zeros(dtype, x.shape())?;
+    let out = ctx.alloc(dtype, x.shape())?;
     if x.dtype() == dtype {
         let bytes = x.nbytes();
         // SAFETY: both contiguous with `bytes` bytes; out is fresh.
