@@ -8,7 +8,8 @@ use crate::error::ErrorKind;
 pub enum AbiCode {
     /// The import exists but this host cannot do it (e.g. CUDA on a CPU host).
     NotAvailable = -1,
-    /// A (ptr, len) reaches outside the guest's memory, or the guest has no memory 0.
+    /// A (ptr, len) reaches outside the guest's memory, or the module exports
+    /// no memory named `memory`.
     InvalidPointer = -2,
     /// A handle that is not live in this invoke.
     InvalidHandle = -3,

@@ -351,6 +351,11 @@ fn op(
         Ok(n) => n,
         Err(code) => return code,
     };
+    // The name first: an unknown op is UnknownOp whatever its argv holds.
+    let op_id = match kernels::lookup(&name) {
+        Ok(op) => op,
+        Err(e) => return abi.fail_core(e),
+    };
     let alen = argv_len as u32 as u64;
     if alen as usize > argv::MAX_BYTES {
         return abi.fail(
@@ -384,8 +389,8 @@ fn op(
         });
     }
     let budget = abi.budget.clone();
-    match kernels::dispatch(
-        &name,
+    match kernels::run(
+        op_id,
         &args,
         &OpCtx {
             budget: Some(&budget),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::codes::AbiCode;
-use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::error::{CoreError, CoreResult};
 use crate::tensor::{Budget, Tensor};
 
 /// Live handles per invoke, at most: a guest that leaks handles gets
@@ -68,11 +68,26 @@ impl Bindings {
     }
 }
 
+/// Handles are `generation << 16 | (slot + 1)`: a handle from an earlier
+/// invoke, or one already dropped, names a slot whose generation moved on and
+/// is refused instead of silently naming another tensor.
+const SLOT_BITS: u32 = 16;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+/// 15 bits of generation keep every handle a positive i32.
+const GEN_MASK: u32 = 0x7fff;
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    tensor: Option<Tensor>,
+}
+
 #[derive(Debug)]
 pub struct AbiState {
-    handles: Vec<Option<Tensor>>,
+    slots: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
+    generation: u32,
     pub last_error: String,
     pub inputs: HashMap<String, Tensor>,
     pub bindings: Arc<Bindings>,
@@ -83,9 +98,10 @@ pub struct AbiState {
 impl AbiState {
     pub fn new(bindings: Arc<Bindings>, budget: Arc<Budget>) -> Self {
         AbiState {
-            handles: Vec::new(),
+            slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            generation: 0,
             last_error: String::new(),
             inputs: HashMap::new(),
             bindings,
@@ -94,11 +110,17 @@ impl AbiState {
         }
     }
 
+    fn next_generation(&mut self) -> u32 {
+        self.generation = (self.generation + 1) & GEN_MASK;
+        self.generation
+    }
+
     /// Drops every handle, input and output (end of an invoke).
     pub fn reset(&mut self) {
-        self.handles.clear();
+        self.slots.clear();
         self.free.clear();
         self.live = 0;
+        self.next_generation();
         self.inputs.clear();
         self.outputs.clear();
         self.last_error.clear();
@@ -131,22 +153,35 @@ impl AbiState {
             );
         }
         self.live += 1;
+        let generation = self.next_generation();
         let slot = match self.free.pop() {
             Some(i) => {
-                self.handles[i] = Some(t);
+                self.slots[i] = Slot {
+                    generation,
+                    tensor: Some(t),
+                };
                 i
             }
             None => {
-                self.handles.push(Some(t));
-                self.handles.len() - 1
+                self.slots.push(Slot {
+                    generation,
+                    tensor: Some(t),
+                });
+                self.slots.len() - 1
             }
         };
-        (slot + 1) as i32
+        ((generation << SLOT_BITS) | (slot as u32 + 1)) as i32
+    }
+
+    fn slot_of(&self, h: i32) -> Option<usize> {
+        let h = u32::try_from(h).ok()?;
+        let slot = ((h & SLOT_MASK) as usize).checked_sub(1)?;
+        let s = self.slots.get(slot)?;
+        (s.generation == h >> SLOT_BITS && s.tensor.is_some()).then_some(slot)
     }
 
     pub fn get(&self, h: i32) -> Option<&Tensor> {
-        let i = usize::try_from(h).ok()?.checked_sub(1)?;
-        self.handles.get(i)?.as_ref()
+        self.slots[self.slot_of(h)?].tensor.as_ref()
     }
 
     /// The tensor of `h`, or records InvalidHandle.
@@ -155,27 +190,48 @@ impl AbiState {
             Some(t) => Ok(t.clone()),
             None => Err(self.fail(
                 AbiCode::InvalidHandle,
-                format!("{h} is not a live tensor handle"),
+                format!("{h} is not a live tensor handle (dropped, or from another invoke)"),
             )),
         }
     }
 
     pub fn remove(&mut self, h: i32) -> bool {
-        let Some(i) = usize::try_from(h).ok().and_then(|h| h.checked_sub(1)) else {
+        let Some(i) = self.slot_of(h) else {
             return false;
         };
-        match self.handles.get_mut(i).and_then(Option::take) {
-            Some(_) => {
-                self.free.push(i);
-                self.live -= 1;
-                true
-            }
-            None => false,
-        }
+        self.slots[i].tensor = None;
+        self.free.push(i);
+        self.live -= 1;
+        true
     }
 }
 
-/// Maps a kind to the matching error for inputs that do not fit.
-pub fn input_error(msg: String) -> CoreError {
-    CoreError::new(ErrorKind::InvalidArgs, msg)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::DType;
+
+    fn state() -> AbiState {
+        AbiState::new(
+            Arc::new(Bindings::default()),
+            Arc::new(Budget::new(1 << 20)),
+        )
+    }
+
+    #[test]
+    fn stale_handles_are_refused() {
+        let mut s = state();
+        let t = Tensor::zeros(DType::F32, &[2]).unwrap();
+        let h = s.insert(t.clone());
+        assert!(h > 0 && s.get(h).is_some());
+        assert!(s.remove(h));
+        let h2 = s.insert(t.clone());
+        assert_ne!(h, h2, "a reused slot must get a new handle");
+        assert!(s.get(h).is_none());
+        s.reset();
+        assert!(s.get(h2).is_none());
+        let h3 = s.insert(t);
+        assert!(h3 > 0 && s.get(h3).is_some());
+        assert!(s.get(-1).is_none() && s.get(0).is_none());
+    }
 }

@@ -96,22 +96,20 @@ fn device_slot(d: Device) -> usize {
     }
 }
 
-/// Looks `name` up and runs it on the CPU backend.
-pub fn dispatch(name: &str, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
-    let op = OpId::from_name(name).ok_or_else(|| {
+/// The op called `name`, or `unknown_op` listing the ops of ABI v1.
+pub fn lookup(name: &str) -> CoreResult<OpId> {
+    OpId::from_name(name).ok_or_else(|| {
+        let all: Vec<&str> = OpId::ALL.iter().map(|o| o.name()).collect();
         CoreError::new(
             ErrorKind::UnknownOp,
-            format!(
-                "unknown op '{name}'; ops of ABI v1: {}",
-                OpId::ALL
-                    .iter()
-                    .map(|o| o.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("unknown op '{name}'; ops of ABI v1: {}", all.join(", ")),
         )
-    })?;
-    run(op, args, ctx)
+    })
+}
+
+/// Looks `name` up and runs it on the CPU backend.
+pub fn dispatch(name: &str, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    run(lookup(name)?, args, ctx)
 }
 
 pub fn run(op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {

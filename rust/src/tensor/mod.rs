@@ -355,6 +355,10 @@ impl Tensor {
 
     /// True when the elements are laid out row-major without gaps.
     pub fn is_contiguous(&self) -> bool {
+        if self.numel() == 0 {
+            // No elements: any layout is as good as row-major (numpy agrees).
+            return true;
+        }
         let mut expected: isize = 1;
         for i in (0..self.shape.len()).rev() {
             if self.shape[i] != 1 && self.strides[i] != expected {
