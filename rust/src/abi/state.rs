@@ -68,13 +68,15 @@ impl Bindings {
     }
 }
 
-/// Handles are `generation << 16 | (slot + 1)`: a handle from an earlier
-/// invoke, or one already dropped, names a slot whose generation moved on and
-/// is refused instead of silently naming another tensor.
-const SLOT_BITS: u32 = 16;
+/// Handles are `generation << 15 | (slot + 1)`. A slot's generation moves on
+/// every time its tensor is dropped (explicitly or at the end of an invoke),
+/// so a stale handle is refused instead of naming the slot's next tensor;
+/// a value can only repeat after 65 536 reuses of one slot.
+const SLOT_BITS: u32 = 15;
 const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
-/// 15 bits of generation keep every handle a positive i32.
-const GEN_MASK: u32 = 0x7fff;
+/// 16 bits of generation above 15 bits of slot keep every handle a positive i32.
+const GEN_MASK: u32 = 0xffff;
+const _: () = assert!(MAX_HANDLES < (1 << SLOT_BITS));
 
 #[derive(Debug)]
 struct Slot {
@@ -87,7 +89,6 @@ pub struct AbiState {
     slots: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
-    generation: u32,
     pub last_error: String,
     pub inputs: HashMap<String, Tensor>,
     pub bindings: Arc<Bindings>,
@@ -101,7 +102,6 @@ impl AbiState {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            generation: 0,
             last_error: String::new(),
             inputs: HashMap::new(),
             bindings,
@@ -110,17 +110,17 @@ impl AbiState {
         }
     }
 
-    fn next_generation(&mut self) -> u32 {
-        self.generation = (self.generation + 1) & GEN_MASK;
-        self.generation
-    }
-
-    /// Drops every handle, input and output (end of an invoke).
+    /// Drops every handle, input and output (end of an invoke). Slots are
+    /// kept, with new generations, so handles of this invoke stay invalid.
     pub fn reset(&mut self) {
-        self.slots.clear();
         self.free.clear();
+        for (i, slot) in self.slots.iter_mut().enumerate().rev() {
+            if slot.tensor.take().is_some() {
+                slot.generation = (slot.generation + 1) & GEN_MASK;
+            }
+            self.free.push(i);
+        }
         self.live = 0;
-        self.next_generation();
         self.inputs.clear();
         self.outputs.clear();
         self.last_error.clear();
@@ -153,24 +153,20 @@ impl AbiState {
             );
         }
         self.live += 1;
-        let generation = self.next_generation();
         let slot = match self.free.pop() {
             Some(i) => {
-                self.slots[i] = Slot {
-                    generation,
-                    tensor: Some(t),
-                };
+                self.slots[i].tensor = Some(t);
                 i
             }
             None => {
                 self.slots.push(Slot {
-                    generation,
+                    generation: 0,
                     tensor: Some(t),
                 });
                 self.slots.len() - 1
             }
         };
-        ((generation << SLOT_BITS) | (slot as u32 + 1)) as i32
+        ((self.slots[slot].generation << SLOT_BITS) | (slot as u32 + 1)) as i32
     }
 
     fn slot_of(&self, h: i32) -> Option<usize> {
@@ -199,7 +195,9 @@ impl AbiState {
         let Some(i) = self.slot_of(h) else {
             return false;
         };
-        self.slots[i].tensor = None;
+        let slot = &mut self.slots[i];
+        slot.tensor = None;
+        slot.generation = (slot.generation + 1) & GEN_MASK;
         self.free.push(i);
         self.live -= 1;
         true

@@ -135,7 +135,7 @@ impl<'a> ArgReader<'a> {
     pub fn axis(&self, axis: i64, ndim: usize) -> CoreResult<usize> {
         let n = ndim as i64;
         let a = if axis < 0 { axis + n } else { axis };
-        if a < 0 || a >= n.max(1) {
+        if a < 0 || a >= n {
             return Err(CoreError::new(
                 ErrorKind::InvalidArgs,
                 format!(

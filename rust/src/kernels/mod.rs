@@ -115,7 +115,22 @@ pub fn dispatch(name: &str, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor>
 pub fn run(op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     let backend = &cpu::CpuBackend;
     COUNTS[op as usize][device_slot(backend.device())].fetch_add(1, Ordering::Relaxed);
-    backend.run(op, args, ctx)
+    // A kernel bug must cost the caller one error, never its process (or a
+    // guest's whole invoke): panics become `internal` errors.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.run(op, args, ctx))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(CoreError::internal(format!(
+                "{}: kernel failed: {what}",
+                op.name()
+            )))
+        }
+    }
 }
 
 /// `(op, device, count)` for every (op, device) dispatched at least once.
