@@ -126,13 +126,16 @@ def interleaved_rounds(
     warmup: int = 0,
     overhead_ns: float = 0.0,
     on_round: Callable[[int], None] | None = None,
+    settle_s: float = 0.0,
 ) -> dict[str, Series]:
     """Time several contenders in alternation so that drifting background load
     hits all of them alike.
 
     Each round runs every contender for ``warmup`` untimed then ``iterations``
     timed calls (see :func:`sample_calls`); the order of the contenders is
-    rotated from one round to the next.
+    rotated from one round to the next. ``settle_s`` pauses before each
+    contender's block, so that worker threads a previous contender left
+    spinning (OpenBLAS busy-waits after every call) do not run against it.
     """
     if rounds <= 0:
         raise ValueError("rounds must be positive")
@@ -143,6 +146,8 @@ def interleaved_rounds(
             on_round(r)
         shift = r % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
+            if settle_s > 0:
+                time.sleep(settle_s)
             xs = sample_calls(contenders[name], iterations, warmup=warmup, overhead_ns=overhead_ns)
             out[name].samples.extend(xs)
             out[name].round_medians.append(median(xs))

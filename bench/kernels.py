@@ -90,6 +90,9 @@ MLP_WASM = REPO_ROOT / "examples" / "guests" / "mlp.wasm"
 LAYERNORM_EPS = 1e-5
 # sgemm rounds repeat a product until it has done about this many FLOPs
 # (2 * 2048^3), so that small sizes are not timed on one short call.
+# OpenBLAS worker threads busy-wait for a while after each call; a pause
+# before each contender's block keeps them from running against the next one.
+SETTLE_S = 0.25
 SGEMM_ROUND_FLOPS = 2 * 2048**3
 SGEMM_MAX_ITERATIONS = 64
 # abi and mlp rounds: each contender makes one untimed call, then this many
@@ -402,6 +405,7 @@ def bench_sgemm(cfg: Settings, ours: ModuleType, log: Log) -> list[BenchResult]:
             contenders,
             cfg.repeat,
             iterations=iterations,
+            settle_s=SETTLE_S,
             on_round=_round_logger(log, f"sgemm {n}^3", cfg.repeat, f"{iterations} calls x 2"),
         )
         o, p = series["ours"].stats(), series["peer"].stats()
@@ -463,6 +467,7 @@ def _time_pair(
     series = interleaved_rounds(
         contenders,
         cfg.repeat,
+        settle_s=SETTLE_S,
         on_round=_round_logger(log, name, cfg.repeat),
     )
     o, p = series["ours"].stats(), series["peer"].stats()
@@ -578,6 +583,7 @@ def bench_abi(cfg: Settings, ours: ModuleType, log: Log) -> list[BenchResult]:
     series = interleaved_rounds(
         contenders,
         cfg.abi_repeat,
+        settle_s=SETTLE_S,
         iterations=CALLS_PER_ROUND,
         warmup=1,
         overhead_ns=overhead_ns,
@@ -672,6 +678,7 @@ def bench_mlp(cfg: Settings, ours: ModuleType, log: Log) -> list[BenchResult]:
     series = interleaved_rounds(
         contenders,
         cfg.mlp_repeat,
+        settle_s=SETTLE_S,
         iterations=CALLS_PER_ROUND,
         warmup=1,
         on_round=_round_logger(

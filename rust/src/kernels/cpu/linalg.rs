@@ -382,6 +382,30 @@ fn linear_typed<T: Element + Gemmable>(
         return Ok(());
     }
     let work = rows * out_f * in_f;
+    if T::DTYPE == DType::F32
+        && rows <= super::skinny::MAX_ROWS
+        && in_f >= super::skinny::MIN_K
+        && x.strides()[1] == 1
+        && w.strides()[1] == 1
+        && super::skinny::available()
+    {
+        // SAFETY: x is [rows, in] and w [out, in] with unit stride along in;
+        // dst is the contiguous [rows, out] output; T is f32.
+        unsafe {
+            super::skinny::linear_f32(
+                x.data_ptr().cast::<f32>(),
+                x.strides()[0] as usize,
+                rows,
+                w.data_ptr().cast::<f32>(),
+                w.strides()[0] as usize,
+                out_f,
+                in_f,
+                dst.as_mut_ptr().cast::<f32>(),
+                bias.is_some(),
+            )
+        };
+        return Ok(());
+    }
     let par = if work >= GEMM_PAR_WORK {
         Parallelism::Rayon(0)
     } else {

@@ -5,6 +5,7 @@ mod elementwise;
 mod linalg;
 mod reduce;
 mod shape;
+mod skinny;
 mod util;
 
 use super::{Arg, ArgReader, Backend, OpCtx, OpId};
