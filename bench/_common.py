@@ -453,3 +453,38 @@ def write_json(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def finish(
+    results: Sequence[BenchResult],
+    *,
+    benchmark: str,
+    json_path: str | None,
+    environment: dict[str, Any],
+    settings: dict[str, Any],
+    check: bool,
+    log: Callable[[str], None],
+    footers: Sequence[str] = (),
+) -> int:
+    """Print the notes and footers, write ``--json``, and return the exit
+    code: 1 when a benchmark errored, or (with ``check``) missed its target."""
+    notes = format_notes(results)
+    if notes:
+        print("\nnotes:")
+        print(notes)
+    for footer in footers:
+        print(f"\n({footer})")
+    if json_path:
+        write_json(
+            json_path,
+            benchmark=benchmark,
+            results=results,
+            environment=environment,
+            settings=settings,
+        )
+        log(f"wrote {json_path}")
+    if any(r.error is not None for r in results):
+        return 1
+    if check and any(r.status() == "MISS" for r in results):
+        return 1
+    return 0

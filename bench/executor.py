@@ -48,14 +48,13 @@ try:
         Target,
         distribution_version,
         environment_info,
+        finish,
         format_duration,
-        format_notes,
         format_table,
         interleaved_rounds,
         safe_ratio,
         time_call,
         timer_overhead_ns,
-        write_json,
     )
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
     from _common import (  # type: ignore[no-redef]
@@ -64,14 +63,13 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         Target,
         distribution_version,
         environment_info,
+        finish,
         format_duration,
-        format_notes,
         format_table,
         interleaved_rounds,
         safe_ratio,
         time_call,
         timer_overhead_ns,
-        write_json,
     )
 
 PACKAGE = "tensorwasm_tc"
@@ -807,31 +805,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         title += " [quick]"
     print(title)
     print(format_table(results, peer_name=PEER_NAME if wasmtime else "peer (absent)"))
-    notes = format_notes(results)
-    if notes:
-        print("\nnotes:")
-        print(notes)
+    footers = []
     if wasmtime is None:
         reason = "--no-peer" if args.no_peer else "wasmtime-py is not installed"
-        print(f"\n({reason}: peer columns skipped, ratios n/a)")
+        footers.append(f"{reason}: peer columns skipped, ratios n/a")
     if cfg.quick:
-        print("\n(--quick: sizes are too small for the targets to mean anything)")
-
-    if args.json:
-        write_json(
-            args.json,
-            benchmark="executor",
-            results=results,
-            environment=env,
-            settings=dataclasses.asdict(cfg),
-        )
-        log(f"wrote {args.json}")
-
-    if any(r.error is not None for r in results):
-        return 1
-    if args.check and any(r.status() == "MISS" for r in results):
-        return 1
-    return 0
+        footers.append("--quick: sizes are too small for the targets to mean anything")
+    return finish(
+        results,
+        benchmark="executor",
+        json_path=args.json,
+        environment=env,
+        settings=dataclasses.asdict(cfg),
+        check=args.check,
+        log=log,
+        footers=footers,
+    )
 
 
 if __name__ == "__main__":

@@ -53,13 +53,12 @@ try:
         Stats,
         Target,
         environment_info,
+        finish,
         format_duration,
-        format_notes,
         format_table,
         interleaved_rounds,
         safe_ratio,
         timer_overhead_ns,
-        write_json,
     )
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
     from _common import (  # type: ignore[no-redef, import-not-found, unused-ignore]
@@ -68,13 +67,12 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         Stats,
         Target,
         environment_info,
+        finish,
         format_duration,
-        format_notes,
         format_table,
         interleaved_rounds,
         safe_ratio,
         timer_overhead_ns,
-        write_json,
     )
 
 PACKAGE = "tensorwasm_tc"
@@ -933,28 +931,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  (the machine was shared: figures are pessimistic and noisy)")
     print()
     print(format_table(results, peer_name=PEER_NAME))
-    notes = format_notes(results)
-    if notes:
-        print("\nnotes:")
-        print(notes)
-    if cfg.quick:
-        print("\n(--quick: sizes are too small for the targets to mean anything)")
-
-    if args.json:
-        write_json(
-            args.json,
-            benchmark="kernels",
-            results=results,
-            environment=env,
-            settings=dataclasses.asdict(cfg),
-        )
-        log(f"wrote {args.json}")
-
-    if any(r.error is not None for r in results):
-        return 1
-    if args.check and any(r.status() == "MISS" for r in results):
-        return 1
-    return 0
+    footers = ["--quick: sizes are too small for the targets to mean anything"] if cfg.quick else []
+    return finish(
+        results,
+        benchmark="kernels",
+        json_path=args.json,
+        environment=env,
+        settings=dataclasses.asdict(cfg),
+        check=args.check,
+        log=log,
+        footers=footers,
+    )
 
 
 if __name__ == "__main__":
