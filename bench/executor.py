@@ -57,7 +57,7 @@ try:
         timer_overhead_ns,
     )
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
-    from _common import (  # type: ignore[no-redef]
+    from _common import (  # type: ignore[no-redef, import-not-found, unused-ignore]
         BenchResult,
         Stats,
         Target,
