@@ -6,6 +6,7 @@ scripts decide what to report in their ``main`` path.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import gc
@@ -488,3 +489,25 @@ def finish(
     if check and any(r.status() == "MISS" for r in results):
         return 1
     return 0
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer (``1e8`` accepted)."""
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value

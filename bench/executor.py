@@ -52,6 +52,8 @@ try:
         format_duration,
         format_table,
         interleaved_rounds,
+        non_negative_int,
+        positive_int,
         safe_ratio,
         time_call,
         timer_overhead_ns,
@@ -67,6 +69,8 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         format_duration,
         format_table,
         interleaved_rounds,
+        non_negative_int,
+        positive_int,
         safe_ratio,
         time_call,
         timer_overhead_ns,
@@ -626,26 +630,6 @@ DEFAULTS: dict[str, tuple[int, int]] = {
 }
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     def dflt(key: str) -> str:
         full, quick = DEFAULTS[key]
@@ -666,12 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--iterations",
-        type=_positive_int,
+        type=positive_int,
         help=f"timed calls per round in the invoke benchmark {dflt('iterations')}",
     )
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         help=(
             "rounds of --iterations calls (invoke) and fresh cache dirs with a cold "
             f"and a warm load each (cache) {dflt('repeat')}"
@@ -679,22 +663,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--compute-repeat",
-        type=_positive_int,
+        type=positive_int,
         help=f"timed calls per contender in the compute benchmark {dflt('compute_repeat')}",
     )
     parser.add_argument(
         "--warmup",
-        type=_non_negative_int,
+        type=non_negative_int,
         help=f"untimed calls before each timed invoke round {dflt('warmup')}",
     )
     parser.add_argument(
         "--spin-ops",
-        type=_positive_int,
+        type=positive_int,
         help=f"integer ops per compute call, e.g. 1e8 {dflt('spin_ops')}",
     )
     parser.add_argument(
         "--cache-funcs",
-        type=_positive_int,
+        type=positive_int,
         help=f"functions in the generated cache-benchmark module {dflt('cache_funcs')}",
     )
     parser.add_argument(

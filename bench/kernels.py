@@ -57,6 +57,8 @@ try:
         format_duration,
         format_table,
         interleaved_rounds,
+        non_negative_int,
+        positive_int,
         safe_ratio,
         timer_overhead_ns,
     )
@@ -71,6 +73,8 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         format_duration,
         format_table,
         interleaved_rounds,
+        non_negative_int,
+        positive_int,
         safe_ratio,
         timer_overhead_ns,
     )
@@ -739,28 +743,8 @@ _FAILED_ROW = {
 # --------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
 def _size_list(text: str) -> tuple[int, ...]:
-    return tuple(_positive_int(part) for part in text.split(",") if part.strip())
+    return tuple(positive_int(part) for part in text.split(",") if part.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -791,32 +775,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--elem-n",
-        type=_positive_int,
+        type=positive_int,
         help=f"elements of the add/mul operands, e.g. 16e6 {dflt('elem_n')}",
     )
-    parser.add_argument("--rows", type=_positive_int, help=f"softmax/layernorm rows {dflt('rows')}")
-    parser.add_argument("--cols", type=_positive_int, help=f"softmax/layernorm cols {dflt('cols')}")
+    parser.add_argument("--rows", type=positive_int, help=f"softmax/layernorm rows {dflt('rows')}")
+    parser.add_argument("--cols", type=positive_int, help=f"softmax/layernorm cols {dflt('cols')}")
     parser.add_argument(
-        "--abi-n", type=_positive_int, help=f"op calls per guest invoke {dflt('abi_n')}"
+        "--abi-n", type=positive_int, help=f"op calls per guest invoke {dflt('abi_n')}"
     )
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         help=f"timed rounds per sgemm/elementwise contender {dflt('repeat')}",
     )
     parser.add_argument(
         "--abi-repeat",
-        type=_positive_int,
+        type=positive_int,
         help=f"timed rounds of the abi benchmark {dflt('abi_repeat')}",
     )
     parser.add_argument(
         "--mlp-repeat",
-        type=_positive_int,
+        type=positive_int,
         help=f"timed rounds of the mlp benchmark {dflt('mlp_repeat')}",
     )
     parser.add_argument(
         "--warmup",
-        type=_non_negative_int,
+        type=non_negative_int,
         help=f"untimed calls of every contender before timing {dflt('warmup')}",
     )
     parser.add_argument(
