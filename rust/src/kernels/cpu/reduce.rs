@@ -55,33 +55,26 @@ fn rows_map<T: Element>(
     Ok(out)
 }
 
-fn softmax_row32(s: &[f32], d: &mut [f32]) {
-    let max = s
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    let mut sum = 0f32;
-    for (o, &v) in d.iter_mut().zip(s) {
-        let e = (v - max).exp();
-        *o = e;
-        sum += e;
-    }
-    let inv = 1.0 / sum;
-    d.iter_mut().for_each(|o| *o *= inv);
+/// One softmax row per float type: subtract the max, exponentiate, normalise.
+macro_rules! softmax_row {
+    ($name:ident, $t:ty) => {
+        fn $name(s: &[$t], d: &mut [$t]) {
+            let max = s
+                .iter()
+                .fold(<$t>::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+            let mut sum: $t = 0.0;
+            for (o, &v) in d.iter_mut().zip(s) {
+                let e = (v - max).exp();
+                *o = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            d.iter_mut().for_each(|o| *o *= inv);
+        }
+    };
 }
-
-fn softmax_row64(s: &[f64], d: &mut [f64]) {
-    let max = s
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    let mut sum = 0f64;
-    for (o, &v) in d.iter_mut().zip(s) {
-        let e = (v - max).exp();
-        *o = e;
-        sum += e;
-    }
-    let inv = 1.0 / sum;
-    d.iter_mut().for_each(|o| *o *= inv);
-}
+softmax_row!(softmax_row32, f32);
+softmax_row!(softmax_row64, f64);
 
 pub fn softmax(x: &Tensor, axis: usize, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     if x.ndim() == 0 {
