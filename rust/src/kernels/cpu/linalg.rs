@@ -124,6 +124,14 @@ impl Gemmable for i64 {
     }
 }
 
+/// Tunes the `gemm` crate once: with several threads, always pack the left
+/// operand. Its default (pack only past 16 row blocks) left 2-thread square
+/// products ~3-25% slower on the machines measured (`bench/kernels.py`).
+fn tune_gemm() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| gemm_common::gemm::set_lhs_packing_threshold_multi_thread(1));
+}
+
 fn shape_err(msg: String) -> CoreError {
     CoreError::new(ErrorKind::ShapeMismatch, msg)
 }
@@ -236,6 +244,7 @@ fn batched<T: Element + Gemmable>(
     n: usize,
     k: usize,
 ) -> CoreResult<()> {
+    tune_gemm();
     let count: usize = batch.iter().product();
     if count == 0 || m == 0 || n == 0 {
         return Ok(());
@@ -411,6 +420,7 @@ fn linear_typed<T: Element + Gemmable>(
     } else {
         Parallelism::None
     };
+    tune_gemm();
     // SAFETY: x is [rows, in] and w [out, in], both validated; rhs reads w
     // transposed through its strides (no copy).
     unsafe {
