@@ -49,6 +49,9 @@ class Tensor:
     def from_bytes(dtype: str, shape: int | Sequence[int], data: bytes) -> Tensor:
         """A tensor holding a copy of row-major ``data``."""
     @staticmethod
+    def from_numpy(array: Any) -> Tensor:
+        """Wraps a numpy array without copying; read-only arrays stay read-only."""
+    @staticmethod
     def from_dlpack(obj: Any) -> Tensor:
         """Wraps a DLPack producer (numpy, torch, Tensor) without copying."""
     @staticmethod

@@ -1088,6 +1088,26 @@ def test_matmul_large_k_and_parallel_paths(dtype: str) -> None:
     check_float(ops.matmul(xa, with_layout(xb, "f")), expected, dtype, rtol, atol * 24)
 
 
+@pytest.mark.parametrize(
+    ("m", "n", "k"),
+    [(97, 33, 300), (200, 17, 513), (7, 4100, 40), (300, 300, 300)],
+)
+def test_matmul_f32_packed_kernel_edges(m: int, n: int, k: int) -> None:
+    # Ragged sizes across the packed f32 kernel's tile (6x16) and block
+    # (96 rows, depth 256, 4096 columns) boundaries, in every layout.
+    rng = np.random.default_rng(m * n + k)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    for la, lb in [("c", "c"), ("f", "f"), ("strided", "c"), ("c", "strided")]:
+        got = ops.matmul(with_layout(a, la), with_layout(b, lb))
+        check_float(got, expected, "f32", 1e-5, 1e-6 * k)
+    # linear past the few-row kernel: x·Wᵀ reads W transposed in place.
+    w = np.ascontiguousarray(b.T)
+    bias = rng.uniform(-1, 1, n).astype(np.float32)
+    check_float(ops.linear(a, w, bias), expected + bias, "f32", 1e-5, 1e-6 * k)
+
+
 def test_matmul_errors() -> None:
     a = np.ones((2, 3), np.float32)
     with pytest.raises(ShapeMismatchError):

@@ -196,6 +196,20 @@ impl Tensor {
         from_dlpack_any(py, obj).map(|inner| Tensor { inner })
     }
 
+    /// Wraps a numpy array without copying: writes through either side are
+    /// seen by the other. A read-only array gives a read-only tensor.
+    #[staticmethod]
+    fn from_numpy(py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<Tensor> {
+        let ty = array.get_type();
+        if ty.module()?.to_cow()? != "numpy" || ty.name()?.to_cow()? != "ndarray" {
+            return Err(PyTypeError::new_err(format!(
+                "from_numpy expects a numpy.ndarray, not {}; use Tensor.from_dlpack for other producers",
+                ty.name()?
+            )));
+        }
+        from_dlpack_any(py, array).map(|inner| Tensor { inner })
+    }
+
     /// Maps a shared-memory region received from another process (the fd is
     /// duplicated; the caller keeps its own).
     #[staticmethod]

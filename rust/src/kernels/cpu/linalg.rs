@@ -35,6 +35,28 @@ unsafe fn gemm_one<T: Element + Gemmable>(
     accumulate: bool,
     par: Parallelism,
 ) {
+    if T::DTYPE == DType::F32 && m * n * k >= super::sgemm::MIN_WORK && super::sgemm::available() {
+        let view = |x: Mat<T>| super::sgemm::View {
+            ptr: x.ptr.get() as *const f32,
+            rs: x.rs,
+            cs: x.cs,
+        };
+        // SAFETY: forwarded from the caller; T is f32.
+        unsafe {
+            super::sgemm::sgemm(
+                m,
+                n,
+                k,
+                dst.cast::<f32>(),
+                n,
+                view(lhs),
+                view(rhs),
+                accumulate,
+                matches!(par, Parallelism::Rayon(_)),
+            )
+        };
+        return;
+    }
     if T::DTYPE.is_float() {
         // SAFETY: forwarded from the caller; gemm reads lhs/rhs and writes dst.
         unsafe {

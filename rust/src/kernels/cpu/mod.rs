@@ -4,6 +4,7 @@
 mod elementwise;
 mod linalg;
 mod reduce;
+mod sgemm;
 mod shape;
 mod skinny;
 mod util;
