@@ -178,5 +178,38 @@ def info(as_json: bool) -> None:
     click.echo(f"wasm proposals on: {', '.join(on)}")
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8080).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="State directory (default $TENSOR_WASM_HOME, else ~/.tensor-wasm).",
+)
+def serve(host: str | None, port: int | None, home: Path | None) -> None:
+    """Serve the HTTP API (docs/API.md) until SIGTERM or Ctrl-C.
+
+    Configuration comes from these flags and the TENSOR_WASM_API_* environment
+    variables; with none set it serves on 127.0.0.1:8080 in dev mode (no
+    tokens) with its registry under ~/.tensor-wasm.
+    """
+    from tensorwasm_tc.gateway import ConfigError, GatewayConfig
+    from tensorwasm_tc.gateway import serve as run_server
+
+    try:
+        config = GatewayConfig.from_env(host=host, port=port, home=home)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    run_server(config)
+
+
+# The HTTP client commands (deploy, invoke, functions, instances, jobs, observe).
+from tensorwasm_tc.cli.client import register as _register_client  # noqa: E402
+
+_register_client(main)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,61 @@
+"""What an invoke does on the executor thread: decode inputs, call, encode
+the result. Everything heavy runs off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from tensorwasm_tc import InvokeResult, TensorWasmError
+from tensorwasm_tc.gateway.errors import ApiError, from_core
+from tensorwasm_tc.gateway.models import InvokeRequest
+from tensorwasm_tc.gateway.tensors import decode, encode, number_in, number_out
+
+
+def prepare(
+    body: InvokeRequest, max_args: int, max_bytes: int
+) -> tuple[list[int | float] | None, dict[str, Any] | None]:
+    args: list[int | float] | None = None
+    if body.args is not None:
+        if len(body.args) > max_args:
+            raise ApiError("too_many_args", f"at most {max_args} arguments per invoke")
+        args = [number_in(a, f"args[{i}]") for i, a in enumerate(body.args)]
+    inputs: dict[str, Any] | None = None
+    if body.inputs:
+        inputs = {
+            name: decode(name, t.model_dump(exclude_none=True), max_bytes)
+            for name, t in body.inputs.items()
+        }
+    return args, inputs
+
+
+def response(
+    res: InvokeResult, function_id: str, encoding: str, instance_id: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "function_id": function_id,
+        "result": [number_out(v) for v in res.values],
+        "outputs": {name: encode(t, encoding) for name, t in res.outputs.items()},
+        "stdout": res.stdout,
+        "stderr": res.stderr,
+        "duration_ms": res.duration_ms,
+    }
+    if instance_id is not None:
+        out["instance_id"] = instance_id
+    return out
+
+
+def call(
+    invoke: Callable[[], InvokeResult],
+    function_id: str,
+    encoding: str,
+    instance_id: str | None = None,
+) -> bytes:
+    """Runs `invoke` and returns the JSON body (on the executor thread)."""
+    try:
+        res = invoke()
+    except TensorWasmError as err:
+        raise from_core(err) from None
+    return orjson.dumps(response(res, function_id, encoding, instance_id))
