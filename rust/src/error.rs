@@ -39,11 +39,17 @@ pub enum ErrorKind {
     ReadOnly,
     /// A bug or an environment failure; never caused by the guest.
     Internal,
+    /// A snapshot file is corrupt, truncated, fails a checksum or exceeds a limit.
+    SnapshotInvalid,
+    /// A snapshot of another format version, or of another function.
+    SnapshotIncompatible,
+    /// A snapshot's signature is missing (when required) or does not match.
+    SnapshotSignatureInvalid,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for tests and bindings).
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::InvalidWasm,
         ErrorKind::ModuleTooLarge,
         ErrorKind::MissingExport,
@@ -59,6 +65,9 @@ impl ErrorKind {
         ErrorKind::UnknownOp,
         ErrorKind::ReadOnly,
         ErrorKind::Internal,
+        ErrorKind::SnapshotInvalid,
+        ErrorKind::SnapshotIncompatible,
+        ErrorKind::SnapshotSignatureInvalid,
     ];
 
     /// The stable machine-readable name.
@@ -79,6 +88,9 @@ impl ErrorKind {
             ErrorKind::UnknownOp => "unknown_op",
             ErrorKind::ReadOnly => "read_only",
             ErrorKind::Internal => "internal",
+            ErrorKind::SnapshotInvalid => "snapshot_invalid",
+            ErrorKind::SnapshotIncompatible => "snapshot_incompatible",
+            ErrorKind::SnapshotSignatureInvalid => "snapshot_signature_invalid",
         }
     }
 }
@@ -152,6 +164,9 @@ mod tests {
                 "unknown_op",
                 "read_only",
                 "internal",
+                "snapshot_invalid",
+                "snapshot_incompatible",
+                "snapshot_signature_invalid",
             ]
         );
     }

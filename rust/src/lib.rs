@@ -9,6 +9,9 @@ pub mod build_info;
 pub mod error;
 pub mod exec;
 pub mod kernels;
+// Not yet used by the bindings; capture/restore builds on it.
+#[allow(dead_code, unused_imports)]
+mod snapshot;
 pub mod tensor;
 
 #[cfg(feature = "python")]

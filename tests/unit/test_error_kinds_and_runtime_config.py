@@ -21,6 +21,9 @@ from tensorwasm_tc import (
     ResourceExhaustedError,
     Runtime,
     ShapeMismatchError,
+    SnapshotIncompatibleError,
+    SnapshotInvalidError,
+    SnapshotSignatureInvalidError,
     TensorWasmError,
     TrapError,
     UnknownImportError,
@@ -44,6 +47,9 @@ KINDS: dict[type[TensorWasmError], str] = {
     UnknownOpError: "unknown_op",
     ReadOnlyError: "read_only",
     InternalError: "internal",
+    SnapshotInvalidError: "snapshot_invalid",
+    SnapshotIncompatibleError: "snapshot_incompatible",
+    SnapshotSignatureInvalidError: "snapshot_signature_invalid",
 }
 
 

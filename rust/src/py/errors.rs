@@ -103,6 +103,25 @@ create_exception!(
     "A bug or an environment failure."
 );
 
+create_exception!(
+    _core,
+    SnapshotInvalidError,
+    TensorWasmError,
+    "A snapshot is corrupt, truncated or over a limit."
+);
+create_exception!(
+    _core,
+    SnapshotIncompatibleError,
+    TensorWasmError,
+    "A snapshot of another format version or function."
+);
+create_exception!(
+    _core,
+    SnapshotSignatureInvalidError,
+    TensorWasmError,
+    "A snapshot signature is missing or does not match."
+);
+
 fn class_of(py: Python<'_>, kind: ErrorKind) -> Bound<'_, pyo3::types::PyType> {
     match kind {
         ErrorKind::InvalidWasm => py.get_type::<InvalidWasmError>(),
@@ -120,6 +139,9 @@ fn class_of(py: Python<'_>, kind: ErrorKind) -> Bound<'_, pyo3::types::PyType> {
         ErrorKind::UnknownOp => py.get_type::<UnknownOpError>(),
         ErrorKind::ReadOnly => py.get_type::<ReadOnlyError>(),
         ErrorKind::Internal => py.get_type::<InternalError>(),
+        ErrorKind::SnapshotInvalid => py.get_type::<SnapshotInvalidError>(),
+        ErrorKind::SnapshotIncompatible => py.get_type::<SnapshotIncompatibleError>(),
+        ErrorKind::SnapshotSignatureInvalid => py.get_type::<SnapshotSignatureInvalidError>(),
     }
 }
 
