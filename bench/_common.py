@@ -222,7 +222,7 @@ def safe_ratio(numerator: float | None, denominator: float | None) -> float | No
 
 Field = Literal["ours", "peer", "ratio"]
 Op = Literal["<", "<=", ">", ">="]
-Unit = Literal["s", "x", "GFLOP/s"]
+Unit = Literal["s", "x", "GFLOP/s", "req/s"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -255,7 +255,8 @@ class BenchResult:
 
     ``ours``/``peer`` are the headline numbers (medians) in ``unit``: ``"s"``
     for durations (always seconds; the table picks a readable scale) or
-    ``"x"`` for dimensionless factors or ``"GFLOP/s"`` for throughput.
+    ``"x"`` for dimensionless factors or ``"GFLOP/s"`` / ``"req/s"`` for
+    throughput.
     ``ratio_def`` says how ``ratio`` was formed, e.g. ``"peer/ours"``.
     """
 
@@ -335,6 +336,8 @@ def format_value(value: float | None, unit: Unit) -> str:
         return format_duration(value)
     if unit == "GFLOP/s":
         return f"{value:.1f} GFLOP/s"
+    if unit == "req/s":
+        return f"{value:.0f} req/s"
     return f"{value:.1f}x" if abs(value) >= 10 else f"{value:.2f}x"
 
 

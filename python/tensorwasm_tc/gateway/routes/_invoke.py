@@ -4,13 +4,17 @@ the result. Everything heavy runs off the event loop."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 
 from tensorwasm_tc import InvokeResult, TensorWasmError
+from tensorwasm_tc.gateway.config import GatewayConfig
 from tensorwasm_tc.gateway.errors import ApiError, from_core
 from tensorwasm_tc.gateway.models import InvokeRequest
+from tensorwasm_tc.gateway.registry import FunctionRecord
 from tensorwasm_tc.gateway.tensors import decode, encode, number_in, number_out
 
 
@@ -45,6 +49,29 @@ def response(
     if instance_id is not None:
         out["instance_id"] = instance_id
     return out
+
+
+def invoker(
+    rec: FunctionRecord, config: GatewayConfig, spawns: Counter, body: InvokeRequest
+) -> partial[bytes]:
+    """The executor-thread work of one function invoke (a fresh instance,
+    after the function's init export when it has one)."""
+    fn = rec.fn
+    if fn is None:
+        raise ApiError("internal", "the function failed to load on this server")
+    args, inputs = prepare(body, config.max_args, config.max_body_bytes)
+    export = body.export
+    init = rec.init_export
+
+    def run() -> Any:
+        spawns.inc()
+        if init is None:
+            return fn.invoke(export, args, inputs=inputs)
+        with fn.instantiate() as inst:
+            inst.invoke(init)
+            return inst.invoke(export, args, inputs=inputs)
+
+    return partial(call, run, rec.id, body.output_encoding)
 
 
 def call(

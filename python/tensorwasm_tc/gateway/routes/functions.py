@@ -6,7 +6,6 @@ import base64
 import binascii
 import re
 from functools import partial
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -133,23 +132,7 @@ async def delete_function(id: str, request: Request) -> Response:
 
 
 def _invoker(rec: FunctionRecord, gw: Gateway, body: InvokeRequest) -> partial[bytes]:
-    fn = rec.fn
-    if fn is None:
-        raise ApiError("internal", "the function failed to load on this server")
-    args, inputs = _invoke.prepare(body, gw.config.max_args, gw.config.max_body_bytes)
-    export = body.export
-    init = rec.init_export
-    spawns = gw.metrics.spawns
-
-    def run() -> Any:
-        spawns.inc()
-        if init is None:
-            return fn.invoke(export, args, inputs=inputs)
-        with fn.instantiate() as inst:
-            inst.invoke(init)
-            return inst.invoke(export, args, inputs=inputs)
-
-    return partial(_invoke.call, run, rec.id, body.output_encoding)
+    return _invoke.invoker(rec, gw.config, gw.metrics.spawns, body)
 
 
 @router.post(
