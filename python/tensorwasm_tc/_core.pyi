@@ -103,6 +103,9 @@ class Tensor:
 def op(name: str, *args: Any) -> Tensor:
     """Runs op ``name`` of ABI v1 on tensors/numbers (GIL released)."""
 
+def write_all(fd: int, data: bytes) -> None:
+    """Writes all of ``data`` to ``fd`` without releasing the GIL (short appends)."""
+
 def op_names() -> list[str]:
     """Every op of ABI v1."""
 

@@ -9,6 +9,7 @@ and the audit record. Handlers only do their route's work.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import re
@@ -87,6 +88,9 @@ FAST_INVOKE: Final = "/functions/{id}/invoke"
 INVOKE_ROUTES: Final = frozenset(
     {"/functions/{id}/invoke", "/functions/{id}/invoke-async", "/instances/{id}/invoke"}
 )
+# Request ids: a random per-process prefix and a counter (unique without a
+# getrandom(2) call per request), 32 hex digits like a client-sent UUID.
+_request_ids = (f"{secrets.token_hex(8)}{n:016x}" for n in itertools.count(1))
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # GatewayMiddleware's cache of route templates (see _template).
 _TEMPLATE_CACHE_SIZE: Final = 4096
@@ -189,7 +193,7 @@ class GatewayMiddleware:
         headers = _headers(scope)
         rid = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(rid):
-            rid = secrets.token_hex(16)
+            rid = next(_request_ids)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         state["audit"] = _path_resources(route, scope["path"])
@@ -579,6 +583,9 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # OpenTelemetry off: /metrics is this server's telemetry, and the
+        # check alone costs every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.gw = gw
     app.add_exception_handler(ApiError, _api_error)

@@ -16,6 +16,8 @@ from typing import IO, Any
 
 import orjson
 
+from tensorwasm_tc import _core
+
 log = logging.getLogger("tensorwasm_tc.gateway")
 
 
@@ -44,11 +46,10 @@ class AuditLog:
             try:
                 if self._fd is not None:
                     # One write(2) on an O_APPEND fd: whole lines even when
-                    # another process appends to the same file.
-                    view = memoryview(line)
-                    while view:
-                        n = os.write(self._fd, view)
-                        view = view[n:]
+                    # another process appends to the same file. It keeps the
+                    # GIL: winning it back after os.write costs the event
+                    # loop far more than the write (bench/gateway.py).
+                    _core.write_all(self._fd, line)
                 elif self._stream is not None:
                     self._stream.write(line.decode())
                     self._stream.flush()

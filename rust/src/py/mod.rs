@@ -5,4 +5,5 @@ pub mod errors;
 pub mod exec;
 pub mod info;
 pub mod ops;
+pub mod sysio;
 pub mod tensor;
