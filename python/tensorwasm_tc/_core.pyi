@@ -103,6 +103,9 @@ class Tensor:
 def op(name: str, *args: Any) -> Tensor:
     """Runs op ``name`` of ABI v1 on tensors/numbers (GIL released)."""
 
+def wat_to_wasm(text: str, max_module_bytes: int = ...) -> bytes:
+    """WebAssembly text to a binary module; ``InvalidWasmError`` on bad text."""
+
 def write_all(fd: int, data: bytes) -> None:
     """Writes all of ``data`` to ``fd`` without releasing the GIL (short appends)."""
 

@@ -38,5 +38,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::info::module_cache_stats, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(py::sysio::write_all, m)?)?;
+    m.add_function(wrap_pyfunction!(py::exec::wat_to_wasm, m)?)?;
     Ok(())
 }

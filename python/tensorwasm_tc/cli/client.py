@@ -29,7 +29,7 @@ from typing import Any, Final, NoReturn
 import click
 import httpx
 
-from tensorwasm_tc import __version__
+from tensorwasm_tc import TensorWasmError, __version__, _core
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "TENSOR_WASM_SERVER"
@@ -370,8 +370,8 @@ def load_npy(path: Path) -> dict[str, Any]:
 def wasm_bytes(path: Path) -> bytes:
     """The binary module at `path`; WebAssembly text is converted locally.
 
-    The server accepts binary modules only. `tensorwasm_tc._core` has no
-    text-to-binary helper, so WAT needs the optional `wasmtime` package.
+    The server accepts binary modules only, so WAT text is converted here
+    (`tensorwasm_tc._core.wat_to_wasm`, the same parser `Runtime.load` uses).
     """
     try:
         data = path.read_bytes()
@@ -386,16 +386,8 @@ def wasm_bytes(path: Path) -> bytes:
             "invalid_wasm", f"{path} is neither a binary module (\\0asm) nor WAT text"
         ) from None
     try:
-        import wasmtime
-    except ImportError:
-        raise ClientError(
-            "invalid_wasm",
-            f"{path} is WebAssembly text; the server takes binary modules only. Convert it "
-            "with `wat2wasm` (wabt) or `pip install wasmtime` to let the CLI convert it",
-        ) from None
-    try:
-        return bytes(wasmtime.wat2wasm(text))
-    except wasmtime.WasmtimeError as err:
+        return _core.wat_to_wasm(text)
+    except TensorWasmError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "parse error"
         raise ClientError("invalid_wasm", f"{path} is not valid WAT: {first}") from None
 

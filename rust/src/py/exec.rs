@@ -18,6 +18,20 @@ use crate::exec::values::ResultValue;
 use crate::exec::{self, ArgValue, InvokeOutcome, Limits, PersistentInstance};
 use crate::tensor::Tensor as CoreTensor;
 
+/// WebAssembly text to a binary module (what `load` does to WAT first).
+#[pyfunction]
+#[pyo3(signature = (text, max_module_bytes = 64 << 20))]
+pub fn wat_to_wasm(
+    py: Python<'_>,
+    text: &str,
+    max_module_bytes: usize,
+) -> PyResult<Py<pyo3::types::PyBytes>> {
+    let binary = py
+        .detach(|| to_binary(text.as_bytes(), true, max_module_bytes))
+        .map_err(|e| to_pyerr(py, e))?;
+    Ok(pyo3::types::PyBytes::new(py, &binary).unbind())
+}
+
 /// Compiles (or fetches from cache) a module and binds it to limits.
 #[pyfunction]
 #[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES as i64,
