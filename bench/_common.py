@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
@@ -514,3 +515,37 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
     return value
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--json``, ``--check`` and ``-q``: the same on every benchmark."""
+    parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit with status 1 when a target is missed (errors always do)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def progress(quiet: bool) -> Callable[[str], None]:
+    """A logger of ``[bench]`` progress lines on stderr (silent when quiet)."""
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def import_package(package: str = "tensorwasm_tc") -> ModuleType | None:
+    """The package under test, or None after saying how to build it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        print(
+            f"error: cannot import {package!r} ({exc}). Build and install the "
+            "extension first (e.g. `maturin develop --release`).",
+            file=sys.stderr,
+        )
+        return None

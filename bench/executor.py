@@ -46,14 +46,17 @@ try:
         BenchResult,
         Stats,
         Target,
+        add_output_options,
         distribution_version,
         environment_info,
         finish,
         format_duration,
         format_table,
+        import_package,
         interleaved_rounds,
         non_negative_int,
         positive_int,
+        progress,
         safe_ratio,
         time_call,
         timer_overhead_ns,
@@ -63,14 +66,17 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         BenchResult,
         Stats,
         Target,
+        add_output_options,
         distribution_version,
         environment_info,
         finish,
         format_duration,
         format_table,
+        import_package,
         interleaved_rounds,
         non_negative_int,
         positive_int,
+        progress,
         safe_ratio,
         time_call,
         timer_overhead_ns,
@@ -695,13 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time limit for each cache-benchmark subprocess (default 300)",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="exit with status 1 when a target is missed (errors always do)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    add_output_options(parser)
     return parser
 
 
@@ -729,18 +729,10 @@ def resolve_settings(args: argparse.Namespace, peer: bool) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    log = progress(args.quiet)
 
-    try:
-        import tensorwasm_tc as ours
-    except ImportError as exc:
-        print(
-            f"error: cannot import {PACKAGE!r} ({exc}). Build and install the "
-            "extension first (e.g. `maturin develop --release`).",
-            file=sys.stderr,
-        )
+    ours = import_package(PACKAGE)
+    if ours is None:
         return 2
 
     wasmtime: ModuleType | None = None

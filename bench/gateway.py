@@ -63,13 +63,16 @@ try:
         BenchResult,
         Stats,
         Target,
+        add_output_options,
         distribution_version,
         environment_info,
         finish,
         format_duration,
         format_table,
+        import_package,
         median,
         positive_int,
+        progress,
         safe_ratio,
     )
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
@@ -77,13 +80,16 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         BenchResult,
         Stats,
         Target,
+        add_output_options,
         distribution_version,
         environment_info,
         finish,
         format_duration,
         format_table,
+        import_package,
         median,
         positive_int,
+        progress,
         safe_ratio,
     )
 
@@ -921,13 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="configure a bearer token (TENSOR_WASM_API_TOKENS) and send it on every request",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="exit with status 1 when a target is missed (errors always do)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    add_output_options(parser)
     return parser
 
 
@@ -953,18 +953,9 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    log = progress(args.quiet)
 
-    try:
-        import tensorwasm_tc  # noqa: F401
-    except ImportError as exc:
-        print(
-            f"error: cannot import {PACKAGE!r} ({exc}). Build and install the "
-            "extension first (e.g. `maturin develop --release`).",
-            file=sys.stderr,
-        )
+    if import_package(PACKAGE) is None:
         return 2
     if args.loadgen == "wrk" and shutil.which("wrk") is None:
         print("error: --loadgen wrk: wrk is not on PATH", file=sys.stderr)

@@ -52,13 +52,16 @@ try:
         Series,
         Stats,
         Target,
+        add_output_options,
         environment_info,
         finish,
         format_duration,
         format_table,
+        import_package,
         interleaved_rounds,
         non_negative_int,
         positive_int,
+        progress,
         safe_ratio,
         timer_overhead_ns,
     )
@@ -68,13 +71,16 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         Series,
         Stats,
         Target,
+        add_output_options,
         environment_info,
         finish,
         format_duration,
         format_table,
+        import_package,
         interleaved_rounds,
         non_negative_int,
         positive_int,
+        progress,
         safe_ratio,
         timer_overhead_ns,
     )
@@ -812,13 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BENCHMARKS,
         help="run only this benchmark (repeatable; default: all)",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="exit with status 1 when a target is missed (errors always do)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    add_output_options(parser)
     return parser
 
 
@@ -857,18 +857,10 @@ def _format_load(load: tuple[float, float, float] | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    log = progress(args.quiet)
 
-    try:
-        import tensorwasm_tc as ours
-    except ImportError as exc:
-        print(
-            f"error: cannot import {PACKAGE!r} ({exc}). Build and install the "
-            "extension first (e.g. `maturin develop --release`).",
-            file=sys.stderr,
-        )
+    ours = import_package(PACKAGE)
+    if ours is None:
         return 2
 
     cfg = resolve_settings(args)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import re
 import secrets
 import threading
@@ -48,11 +47,11 @@ from tensorwasm_tc.gateway.auth import (
     parse_tenant,
 )
 from tensorwasm_tc.gateway.config import GatewayConfig
-from tensorwasm_tc.gateway.errors import STATUS, ApiError, envelope, error_response
+from tensorwasm_tc.gateway.errors import STATUS, ApiError, error_response
 from tensorwasm_tc.gateway.metrics import Metrics
 from tensorwasm_tc.gateway.models import ErrorEnvelope, InvokeRequest
 from tensorwasm_tc.gateway.ratelimit import RateLimiter
-from tensorwasm_tc.gateway.registry import FunctionRecord, Registry
+from tensorwasm_tc.gateway.registry import FunctionRecord, Registry, now_ms
 from tensorwasm_tc.gateway.routes import _invoke
 
 log = logging.getLogger("tensorwasm_tc.gateway")
@@ -116,6 +115,15 @@ class Gateway:
     class_in_flight: dict[str, int] = field(
         default_factory=lambda: {"invoke": 0, "writes": 0, "reads": 0}
     )
+    class_caps: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.class_caps = {
+            "invoke": cfg.max_concurrent_invokes,
+            "writes": cfg.max_concurrent_writes,
+            "reads": cfg.max_concurrent_reads,
+        }
 
     def runtime_for(self, limits: dict[str, int]) -> Runtime:
         return Runtime(
@@ -223,7 +231,7 @@ class GatewayMiddleware:
             client = scope.get("client")
             gw.audit.write(
                 {
-                    "ts_unix_ms": time.time_ns() // 1_000_000,
+                    "ts_unix_ms": now_ms(),
                     "request_id": rid,
                     "actor": actor.audit_actor(),
                     "action": action,
@@ -261,12 +269,7 @@ class GatewayMiddleware:
         try:
             try:
                 # Concurrency caps per route class.
-                cap = {
-                    "invoke": cfg.max_concurrent_invokes,
-                    "writes": cfg.max_concurrent_writes,
-                    "reads": cfg.max_concurrent_reads,
-                }[klass]
-                if gw.class_in_flight[klass] >= cap:
+                if gw.class_in_flight[klass] >= gw.class_caps[klass]:
                     raise ApiError(
                         "overloaded",
                         f"too many concurrent {klass} requests; retry shortly",
@@ -548,7 +551,6 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     cfg.home.mkdir(parents=True, exist_ok=True)
     cfg.log_startup()
     registry = Registry(cfg.home)
-    jobs_counter = [0]
 
     def active_instances() -> int:
         return len(registry.instances)
@@ -565,7 +567,6 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
         metrics=Metrics(active_instances, jobs_in_flight),
         pool=ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="tw-exec"),
     )
-    del jobs_counter
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -725,8 +726,4 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def retry_after_seconds(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
-
-
-__all__ = ["Gateway", "create_app", "envelope"]
+__all__ = ["Gateway", "create_app"]

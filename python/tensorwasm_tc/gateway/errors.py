@@ -89,10 +89,6 @@ _PASS_THROUGH: Final = frozenset(
         "invoke_timeout",
         "memory_limit",
         "instance_closed",
-        "dtype_mismatch",
-        "shape_mismatch",
-        "unknown_op",
-        "read_only",
     }
 )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from functools import partial
 
 import orjson
 from fastapi import APIRouter, Request
@@ -35,9 +34,6 @@ router = APIRouter(tags=["functions"])
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 EXPORT = re.compile(r"^[^\x00]{1,1024}$")
-
-
-_json = json_response
 
 
 @router.post(
@@ -98,7 +94,7 @@ async def create_function(body: CreateFunction, request: Request) -> Response:
     )
     await gw.run(gw.registry.add_function, rec, wasm)
     request.state.audit["function_id"] = rec.id
-    return _json(rec.public(), 201)
+    return json_response(rec.public(), 201)
 
 
 @router.get(
@@ -110,12 +106,12 @@ async def create_function(body: CreateFunction, request: Request) -> Response:
 async def list_functions(request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     records = visible(request, gw.registry.functions.values())
-    return _json({"functions": [r.public() for r in records]})
+    return json_response({"functions": [r.public() for r in records]})
 
 
 @router.get("/functions/{id}", response_model=FunctionOut, summary="One function")
 async def get_function(id: str, request: Request) -> Response:
-    return _json(owned_function(request, id).public())
+    return json_response(owned_function(request, id).public())
 
 
 @router.delete(
@@ -131,10 +127,6 @@ async def delete_function(id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _invoker(rec: FunctionRecord, gw: Gateway, body: InvokeRequest) -> partial[bytes]:
-    return _invoke.invoker(rec, gw.config, gw.metrics.spawns, body)
-
-
 @router.post(
     "/functions/{id}/invoke",
     response_model=InvokeResponse,
@@ -147,7 +139,7 @@ def _invoker(rec: FunctionRecord, gw: Gateway, body: InvokeRequest) -> partial[b
 async def invoke_function(id: str, body: InvokeRequest, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     rec = owned_function(request, id)
-    out: bytes = await gw.run(_invoker(rec, gw, body))
+    out: bytes = await gw.run(_invoke.invoker(rec, gw.config, gw.metrics.spawns, body))
     return Response(out, media_type="application/json")
 
 
@@ -160,7 +152,7 @@ async def invoke_function(id: str, body: InvokeRequest, request: Request) -> Res
 async def invoke_function_async(id: str, body: InvokeRequest, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     rec = owned_function(request, id)
-    work = _invoker(rec, gw, body)
+    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body)
     reg = gw.registry
     if gw.stopping:
         raise ApiError("overloaded", "the server is shutting down")
@@ -194,4 +186,4 @@ async def invoke_function_async(id: str, body: InvokeRequest, request: Request) 
 
     with gw.jobs_lock:
         gw.jobs[job_id] = gw.pool.submit(job)
-    return _json({"job_id": job_id}, 202)
+    return json_response({"job_id": job_id}, 202)

@@ -24,9 +24,6 @@ from tensorwasm_tc.gateway.routes import _invoke
 router = APIRouter(tags=["instances"])
 
 
-_json = json_response
-
-
 def _owned(request: Request, instance_id: str) -> InstanceRecord:
     gw: Gateway = request.app.state.gw
     rec = gw.registry.instances.get(instance_id)
@@ -73,7 +70,7 @@ async def create_instance(body: CreateInstance, request: Request) -> Response:
     )
     gw.registry.instances[rec.id] = rec
     request.state.audit["instance_id"] = rec.id
-    return _json(rec.public(), 201)
+    return json_response(rec.public(), 201)
 
 
 @router.get(
@@ -84,7 +81,7 @@ async def create_instance(body: CreateInstance, request: Request) -> Response:
 async def list_instances(request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     records = visible(request, gw.registry.instances.values())
-    return _json({"instances": [r.public() for r in records]})
+    return json_response({"instances": [r.public() for r in records]})
 
 
 @router.post(
