@@ -152,6 +152,23 @@ tw_tensor tw_op_raw(const char *name, uint32_t name_len, const void *argv, uint3
 __attribute__((import_module("tensorwasm"), import_name("output_set")))
 int32_t tw_output_set(const char *name, uint32_t name_len, tw_tensor h);
 
+/* Keeps tensor `h` under `name` across invokes of this instance (handles
+ * die at the end of every invoke; kept tensors do not, and snapshots carry
+ * them). Replaces a tensor kept under the same name. Inputs, bound tensors
+ * and strided views are kept as a private copy. 0 or < 0 (-6 past 1024
+ * kept tensors or the memory cap). */
+__attribute__((import_module("tensorwasm"), import_name("tensor_keep")))
+int32_t tw_tensor_keep(const char *name, uint32_t name_len, tw_tensor h);
+
+/* A new handle to the tensor kept under `name` (writes through it change
+ * the kept tensor), or < 0 (-9 when nothing is kept under that name). */
+__attribute__((import_module("tensorwasm"), import_name("tensor_kept")))
+tw_tensor tw_tensor_kept(const char *name, uint32_t name_len);
+
+/* Stops keeping `name` (live handles to it stay valid); 0 or -9. */
+__attribute__((import_module("tensorwasm"), import_name("tensor_forget")))
+int32_t tw_tensor_forget(const char *name, uint32_t name_len);
+
 /* Copies up to `cap` bytes of the last failure's message (no NUL added) to
  * `dst` and returns the message's full length (0 when nothing failed yet in
  * this invoke), or -2 when dst is out of bounds. */
@@ -238,6 +255,14 @@ static inline tw_tensor tw_bound(const char *name) {
 
 static inline int32_t tw_output(const char *name, tw_tensor h) {
     return tw_output_set(name, (uint32_t)__builtin_strlen(name), h);
+}
+
+static inline int32_t tw_keep(const char *name, tw_tensor h) {
+    return tw_tensor_keep(name, (uint32_t)__builtin_strlen(name), h);
+}
+
+static inline tw_tensor tw_kept(const char *name) {
+    return tw_tensor_kept(name, (uint32_t)__builtin_strlen(name));
 }
 
 /* ---- error reporting --------------------------------------------------- */

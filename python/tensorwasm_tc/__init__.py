@@ -36,9 +36,17 @@ from tensorwasm_tc._core import (
     __version__,
     build_info,
 )
-from tensorwasm_tc.runtime import Function, Instance, Runtime, default_home
+from tensorwasm_tc.runtime import (
+    SNAPSHOT_VERSION,
+    Function,
+    Instance,
+    Runtime,
+    default_home,
+    inspect_snapshot,
+)
 
 __all__ = [
+    "SNAPSHOT_VERSION",
     "DtypeMismatchError",
     "Function",
     "Instance",
@@ -66,5 +74,6 @@ __all__ = [
     "__version__",
     "build_info",
     "default_home",
+    "inspect_snapshot",
     "ops",
 ]

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any, ClassVar, final
+from typing import Any, BinaryIO, ClassVar, final
 
 __version__: str
 
@@ -147,6 +147,9 @@ class Function:
     def exports(self) -> dict[str, tuple[list[str], list[str]]]: ...
     @property
     def limits(self) -> dict[str, int]: ...
+    @property
+    def init_export(self) -> str | None:
+        """The export run once at load time for a pre-initialised function."""
     def invoke(
         self,
         export: str | None = None,
@@ -173,6 +176,18 @@ class Instance:
         deadline_ms: int | None = None,
         inputs: Mapping[str, Any] | None = None,
     ) -> InvokeResult: ...
+    def snapshot(
+        self,
+        dest: str | PathLike[str] | BinaryIO,
+        *,
+        tenant_id: int = 0,
+        instance_id: str = "",
+        embed_module: bool = False,
+        compression: str | None = None,
+        level: int = 3,
+        signing_key: bytes | None = None,
+    ) -> dict[str, int]:
+        """Writes a snapshot; returns ``{file_bytes, sections, zero_pages_skipped}``."""
     def close(self) -> None:
         """Frees the instance's memory and pool slot. Idempotent."""
 
@@ -186,8 +201,34 @@ def load(
     deadline_ms: int = ...,
     max_output_bytes: int = ...,
     bindings: Mapping[str, Mapping[str, Any]] | None = None,
+    init_export: str | None = None,
 ) -> Function:
     """Compiles (or fetches from the module cache) ``wasm`` and binds limits."""
+
+SNAPSHOT_VERSION: int
+
+def restore(
+    source: str | PathLike[str] | bytes | bytearray | BinaryIO,
+    function: Function | None = None,
+    *,
+    cache_dir: str | PathLike[str] | None = None,
+    max_module_bytes: int = ...,
+    max_memory_bytes: int = ...,
+    max_table_elements: int = ...,
+    deadline_ms: int = ...,
+    max_output_bytes: int = ...,
+    signing_key: bytes | None = None,
+    require_signature: bool = False,
+) -> tuple[Instance, dict[str, Any]]:
+    """Restores an instance; returns it and the snapshot's metadata."""
+
+def snapshot_inspect(
+    source: str | PathLike[str] | bytes | bytearray | BinaryIO,
+    *,
+    signing_key: bytes | None = None,
+    require_signature: bool = False,
+) -> dict[str, Any]:
+    """Reads and checks a whole snapshot; describes its metadata and sections."""
 
 def build_info() -> dict[str, str]:
     """``{version, git_sha, rustc_version, profile, target}`` of this build."""

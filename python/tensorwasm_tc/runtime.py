@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from tensorwasm_tc import _core
 
@@ -24,6 +24,10 @@ DEFAULT_MAX_TABLE_ELEMENTS: Final = 10_000
 DEFAULT_MAX_OUTPUT_BYTES: Final = 1 << 20
 
 Number = int | float
+SnapshotSource = str | os.PathLike[str] | bytes | bytearray | BinaryIO
+SnapshotDest = str | os.PathLike[str] | BinaryIO
+
+SNAPSHOT_VERSION: Final = _core.SNAPSHOT_VERSION
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -33,12 +37,56 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(raw).expanduser() if raw else Path.home() / ".tensor-wasm"
 
 
+def snapshot_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """The snapshot signing key: the contents of ``$TENSOR_WASM_SNAPSHOT_KEY_FILE``
+    (trailing whitespace removed), else the UTF-8 of ``$TENSOR_WASM_SNAPSHOT_KEY``,
+    else ``None``."""
+    env = os.environ if environ is None else environ
+    path = env.get("TENSOR_WASM_SNAPSHOT_KEY_FILE", "").strip()
+    if path:
+        return read_key_file(path)
+    value = env.get("TENSOR_WASM_SNAPSHOT_KEY", "")
+    return value.encode() if value else None
+
+
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """A signing key file's bytes with trailing ASCII whitespace removed."""
+    try:
+        return Path(path).read_bytes().rstrip(b" \t\r\n")
+    except OSError as e:
+        raise _core.InvalidArgsError(f"cannot read snapshot key file {path}: {e.strerror}") from e
+
+
+def inspect_snapshot(
+    source: SnapshotSource,
+    *,
+    signing_key: bytes | None = None,
+    require_signature: bool = False,
+) -> dict[str, Any]:
+    """Reads a whole snapshot offline, checking every checksum (and the
+    signature when a key is given), and describes it: metadata, sections,
+    memory size and whether the module is embedded. Nothing is restored."""
+    return _core.snapshot_inspect(
+        _fspath(source), signing_key=signing_key, require_signature=require_signature
+    )
+
+
+def _fspath(x: Any) -> Any:
+    return os.fspath(x) if isinstance(x, os.PathLike) else x
+
+
 class Runtime:
     """Loads functions and sets the limits their instances run under.
 
     ``cache_dir`` is where compiled modules are kept on disk: ``None`` means
     ``$TENSOR_WASM_HOME/modules``; ``False`` turns the disk cache off. All
     runtimes of a process share one engine and one in-memory module cache.
+
+    ``snapshot_key`` signs every snapshot this runtime's instances write and
+    checks the signature of every snapshot it restores; by default it comes
+    from ``$TENSOR_WASM_SNAPSHOT_KEY_FILE`` or ``$TENSOR_WASM_SNAPSHOT_KEY``.
+    ``require_signature`` refuses unsigned snapshots on restore (default:
+    ``$TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE`` is ``1``/``true``).
     """
 
     __slots__ = (
@@ -48,6 +96,8 @@ class Runtime:
         "max_module_bytes",
         "max_output_bytes",
         "max_table_elements",
+        "require_signature",
+        "snapshot_key",
     )
 
     def __init__(
@@ -59,6 +109,8 @@ class Runtime:
         max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
         max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        snapshot_key: bytes | None = None,
+        require_signature: bool | None = None,
     ) -> None:
         if cache_dir is None or cache_dir is True:
             self.cache_dir: Path | None = default_home() / "modules"
@@ -71,12 +123,18 @@ class Runtime:
         self.max_module_bytes = max_module_bytes
         self.max_table_elements = max_table_elements
         self.max_output_bytes = max_output_bytes
+        self.snapshot_key = snapshot_key if snapshot_key is not None else snapshot_key_from_env()
+        if require_signature is None:
+            flag = os.environ.get("TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE", "").strip().lower()
+            require_signature = flag in ("1", "true", "yes", "on")
+        self.require_signature = require_signature
 
     def load(
         self,
         wasm: bytes | bytearray | memoryview | str | Path,
         *,
         bindings: Mapping[str, Mapping[str, Any]] | None = None,
+        init_export: str | None = None,
     ) -> Function:
         """Compiles `wasm` (binary bytes, WAT text, or a path to either).
 
@@ -85,6 +143,11 @@ class Runtime:
         tensors (numpy arrays, torch tensors, `Tensor`s: anything with
         ``__dlpack__``); guests read them, without a copy and read-only,
         through ``tensor_bound("alias/name")``.
+
+        ``init_export`` pre-initialises the function: that export runs once,
+        now, in a fresh instance, and the memory, globals, tables and kept
+        tensors it leaves become the starting state of every later instance
+        (mapped copy-on-write, so instantiation stays in microseconds).
         """
         if isinstance(wasm, Path):
             data = wasm.read_bytes()
@@ -105,8 +168,37 @@ class Runtime:
             deadline_ms=self.deadline_ms,
             max_output_bytes=self.max_output_bytes,
             bindings=None if bindings is None else {k: dict(v) for k, v in bindings.items()},
+            init_export=init_export,
         )
-        return Function(inner)
+        return Function(inner, self)
+
+    def restore(
+        self,
+        source: SnapshotSource,
+        *,
+        function: Function | None = None,
+    ) -> Instance:
+        """Resumes an instance from a snapshot (a path, bytes or a binary file).
+
+        With ``function``, the snapshot must be of that function (else
+        `SnapshotIncompatibleError`). Without it, the snapshot must embed its
+        module (``inst.snapshot(..., embed_module=True)``), which is loaded
+        under this runtime's limits. The instance is returned only once every
+        checksum (and the signature, when this runtime has a key) has passed.
+        """
+        inner, _meta = _core.restore(
+            _fspath(source),
+            None if function is None else function._inner,
+            cache_dir=self.cache_dir,
+            max_module_bytes=self.max_module_bytes,
+            max_memory_bytes=self.max_memory_bytes,
+            max_table_elements=self.max_table_elements,
+            deadline_ms=self.deadline_ms,
+            max_output_bytes=self.max_output_bytes,
+            signing_key=self.snapshot_key,
+            require_signature=self.require_signature,
+        )
+        return Instance(inner, self)
 
     def __repr__(self) -> str:
         return (
@@ -118,10 +210,11 @@ class Runtime:
 class Function:
     """Deployed code: a compiled module plus its limits. Thread-safe."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_inner", "_runtime")
 
-    def __init__(self, inner: _core.Function) -> None:
+    def __init__(self, inner: _core.Function, runtime: Runtime | None = None) -> None:
         self._inner = inner
+        self._runtime = runtime
 
     @property
     def id(self) -> str:
@@ -136,6 +229,11 @@ class Function:
     @property
     def limits(self) -> dict[str, int]:
         return self._inner.limits
+
+    @property
+    def init_export(self) -> str | None:
+        """The initialiser run once at load time (pre-initialised functions)."""
+        return self._inner.init_export
 
     def invoke(
         self,
@@ -157,7 +255,7 @@ class Function:
 
     def instantiate(self) -> Instance:
         """A persistent instance whose state survives between invokes."""
-        return Instance(self._inner.instantiate())
+        return Instance(self._inner.instantiate(), self._runtime)
 
     def __repr__(self) -> str:
         return f"Function(id={self.id[:16]}…, exports={sorted(self.exports)})"
@@ -166,10 +264,11 @@ class Function:
 class Instance:
     """A live sandbox of a function. Use as a context manager or `close()` it."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_inner", "_runtime")
 
-    def __init__(self, inner: _core.Instance) -> None:
+    def __init__(self, inner: _core.Instance, runtime: Runtime | None = None) -> None:
         self._inner = inner
+        self._runtime = runtime
 
     @property
     def function_id(self) -> str:
@@ -190,6 +289,36 @@ class Instance:
         """Calls `export`; memory and globals persist from earlier calls."""
         return self._inner.invoke(
             export, args, deadline_ms, None if inputs is None else dict(inputs)
+        )
+
+    def snapshot(
+        self,
+        dest: SnapshotDest,
+        *,
+        embed_module: bool = False,
+        compression: str | None = None,
+        level: int = 3,
+        tenant_id: int = 0,
+        instance_id: str = "",
+    ) -> dict[str, int]:
+        """Freezes the instance to ``dest`` (a path or a binary file object).
+
+        Memory (all-zero pages skipped), every global, the tables and the
+        tensors it keeps are written; ``embed_module`` adds the function's
+        bytes so the file alone restores on any host; ``compression="zstd"``
+        compresses at ``level``. A path is written beside and renamed into
+        place, so it never holds half a snapshot. Signed when the runtime
+        has a snapshot key. Returns ``{file_bytes, sections, zero_pages_skipped}``.
+        """
+        key = None if self._runtime is None else self._runtime.snapshot_key
+        return self._inner.snapshot(
+            _fspath(dest),
+            tenant_id=tenant_id,
+            instance_id=instance_id,
+            embed_module=embed_module,
+            compression=compression,
+            level=level,
+            signing_key=key,
         )
 
     def close(self) -> None:

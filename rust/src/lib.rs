@@ -9,9 +9,7 @@ pub mod build_info;
 pub mod error;
 pub mod exec;
 pub mod kernels;
-// Not yet used by the bindings; capture/restore builds on it.
-#[allow(dead_code, unused_imports)]
-mod snapshot;
+pub mod snapshot;
 pub mod tensor;
 
 #[cfg(feature = "python")]
@@ -39,5 +37,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::info::module_cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(py::sysio::write_all, m)?)?;
     m.add_function(wrap_pyfunction!(py::exec::wat_to_wasm, m)?)?;
+    m.add_function(wrap_pyfunction!(py::snapshot::restore, m)?)?;
+    m.add_function(wrap_pyfunction!(py::snapshot::snapshot_inspect, m)?)?;
+    m.add("SNAPSHOT_VERSION", snapshot::SNAPSHOT_VERSION)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use wasmtime::{Caller, Extern, Linker, Memory};
 
 use super::argv::{self, Record};
 use super::codes::AbiCode;
-use super::state::AbiState;
+use super::state::{AbiState, Kept, MAX_KEPT};
 use crate::exec::store::StoreData;
 use crate::kernels::{self, Arg, OpCtx};
 use crate::tensor::{DType, MAX_NDIM, Tensor};
@@ -30,6 +30,9 @@ const NAMES: &[&str] = &[
     "op",
     "output_set",
     "last_error",
+    "tensor_keep",
+    "tensor_kept",
+    "tensor_forget",
 ];
 
 pub fn provided_names() -> &'static HashSet<&'static str> {
@@ -432,10 +435,104 @@ fn last_error(mut caller: Caller<'_, StoreData>, dst_ptr: i32, dst_cap: i32) -> 
     msg.len() as i32
 }
 
+fn tensor_keep(mut caller: Caller<'_, StoreData>, name_ptr: i32, name_len: i32, h: i32) -> i32 {
+    let (mem, data) = mem_and_state!(caller);
+    let abi = &mut data.abi;
+    let name = match read_name(mem, abi, "kept tensor name", name_ptr, name_len) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    if name.is_empty() {
+        return abi.fail(AbiCode::InvalidArgs, "kept tensor name is empty");
+    }
+    let t = match abi.tensor(h) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    if !abi.kept.contains_key(&name) && abi.kept.len() >= MAX_KEPT {
+        return abi.fail(
+            AbiCode::ResourceExhausted,
+            format!("more than {MAX_KEPT} kept tensors; tensor_forget the ones you are done with"),
+        );
+    }
+    // Inputs and bound tensors are the caller's memory, and views may be
+    // strided: keep a private contiguous copy of those.
+    let t = if t.is_read_only() || !t.is_contiguous() || t.data_mut_ptr().is_err() {
+        match t.copy_in(Some(&abi.budget)) {
+            Ok(c) => c,
+            Err(e) => return abi.fail_core(e),
+        }
+    } else {
+        t
+    };
+    abi.kept.insert(
+        name,
+        Kept {
+            tensor: t,
+            shared: false,
+        },
+    );
+    0
+}
+
+fn tensor_kept(mut caller: Caller<'_, StoreData>, name_ptr: i32, name_len: i32) -> i32 {
+    let (mem, data) = mem_and_state!(caller);
+    let abi = &mut data.abi;
+    let name = match read_name(mem, abi, "kept tensor name", name_ptr, name_len) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let (tensor, shared) = match abi.kept.get(&name) {
+        Some(k) => (k.tensor.clone(), k.shared),
+        None => {
+            let names: Vec<&String> = abi.kept.keys().collect();
+            let msg = format!("no kept tensor named '{name}'; kept: {names:?}");
+            return abi.fail(AbiCode::InvalidArgs, msg);
+        }
+    };
+    let tensor = if shared {
+        // Copy-on-access: the image's tensor is shared by every instance.
+        let own = match tensor.copy_in(Some(&abi.budget)) {
+            Ok(c) => c,
+            Err(e) => return abi.fail_core(e),
+        };
+        abi.kept.insert(
+            name,
+            Kept {
+                tensor: own.clone(),
+                shared: false,
+            },
+        );
+        own
+    } else {
+        tensor
+    };
+    abi.insert(tensor)
+}
+
+fn tensor_forget(mut caller: Caller<'_, StoreData>, name_ptr: i32, name_len: i32) -> i32 {
+    let (mem, data) = mem_and_state!(caller);
+    let abi = &mut data.abi;
+    let name = match read_name(mem, abi, "kept tensor name", name_ptr, name_len) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    match abi.kept.remove(&name) {
+        Some(_) => 0,
+        None => abi.fail(
+            AbiCode::InvalidArgs,
+            format!("no kept tensor named '{name}'"),
+        ),
+    }
+}
+
 /// Defines every import of ABI v1 in `linker`.
 pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     let m = MODULE;
     linker.func_wrap(m, "abi_version", abi_version)?;
+    linker.func_wrap(m, "tensor_keep", tensor_keep)?;
+    linker.func_wrap(m, "tensor_kept", tensor_kept)?;
+    linker.func_wrap(m, "tensor_forget", tensor_forget)?;
     linker.func_wrap(m, "tensor_input", tensor_input)?;
     linker.func_wrap(m, "tensor_bound", tensor_bound)?;
     linker.func_wrap(m, "tensor_new", tensor_new)?;

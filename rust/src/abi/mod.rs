@@ -13,7 +13,7 @@ pub mod state;
 
 pub use codes::AbiCode;
 pub use host::{MODULE, add_to_linker, provided_names};
-pub use state::{AbiState, Bindings};
+pub use state::{AbiState, Bindings, Kept, MAX_KEPT};
 
 /// The ABI version `abi_version()` returns.
 pub const ABI_VERSION: i32 = 1;

@@ -1,7 +1,7 @@
 //! Per-instance ABI state: the handle table, inputs, bound tensors, outputs,
 //! the tensor-memory budget and the last error message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::codes::AbiCode;
@@ -11,6 +11,8 @@ use crate::tensor::{Budget, Tensor};
 /// Live handles per invoke, at most: a guest that leaks handles gets
 /// ResourceExhausted long before the host feels it.
 pub const MAX_HANDLES: usize = 16_384;
+/// Tensors one instance may keep across invokes (`tensor_keep`).
+pub const MAX_KEPT: usize = 1024;
 /// Longest message kept for `last_error`.
 const MAX_ERROR_BYTES: usize = 4096;
 
@@ -84,6 +86,15 @@ struct Slot {
     tensor: Option<Tensor>,
 }
 
+/// A tensor an instance keeps across invokes under a name.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub tensor: Tensor,
+    /// Shared with other instances (it came from a pre-initialised image):
+    /// the instance gets its own copy the first time it asks for it.
+    pub shared: bool,
+}
+
 #[derive(Debug)]
 pub struct AbiState {
     slots: Vec<Slot>,
@@ -94,6 +105,8 @@ pub struct AbiState {
     pub bindings: Arc<Bindings>,
     pub outputs: Vec<(String, Tensor)>,
     pub budget: Arc<Budget>,
+    /// Tensors kept across invokes (`tensor_keep`), by name; part of snapshots.
+    pub kept: BTreeMap<String, Kept>,
 }
 
 impl AbiState {
@@ -107,10 +120,12 @@ impl AbiState {
             bindings,
             outputs: Vec::new(),
             budget,
+            kept: BTreeMap::new(),
         }
     }
 
-    /// Drops every handle, input and output (end of an invoke). Slots are
+    /// Drops every handle, input and output (end of an invoke); kept
+    /// tensors stay. Slots are
     /// kept, with new generations, so handles of this invoke stay invalid.
     pub fn reset(&mut self) {
         self.free.clear();

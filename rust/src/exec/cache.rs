@@ -22,7 +22,7 @@ use super::engine::{engine, engine_fingerprint};
 
 /// `TWMC` + format version: bump the version when the header changes.
 const MAGIC: &[u8; 4] = b"TWMC";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 /// magic(4) version(4) module_hash(32) payload_len(8) payload_blake3(32)
 const HEADER_LEN: usize = 4 + 4 + 32 + 8 + 32;
 /// Compiled code is a few times the module's size; anything beyond this is

@@ -6,11 +6,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    ExternType, InstancePre, Linker, Module, ModuleExport, Store, Trap, Val, WasmBacktrace,
+    ExternType, Instance, InstancePre, Linker, Module, ModuleExport, Store, Trap, Val, WasmBacktrace,
 };
 
 use super::cache::ModuleCache;
 use super::engine::{EPOCH_TICK, engine};
+use super::instrument::{self, Layout, RESERVED_PREFIX};
 use super::limits::{Limits, validate_deadline};
 use super::store::StoreData;
 use super::values::{ArgValue, ResultValue, ValType, lower_args, placeholder, raise};
@@ -45,11 +46,43 @@ impl ExportSig {
 /// A compiled, validated, pre-linked module: shared by every `Function` and
 /// instance of the same bytes in the process.
 pub struct CompiledModule {
+    /// BLAKE3 of the module's bytes as the user gave them.
     pub id: [u8; 32],
     pub module: Module,
     pub pre: InstancePre<StoreData>,
     pub exports: Vec<ExportSig>,
     by_name: HashMap<String, usize>,
+    /// What the load-time instrumentation exposes (memory, globals, tables).
+    pub layout: Layout,
+    /// The module's bytes as given (what `id` hashes; what snapshots embed).
+    pub original: Arc<[u8]>,
+    pub state: StateExports,
+    /// The start function, called on every fresh instance; `None` for a
+    /// pre-initialised image, whose start already ran.
+    start: Option<ModuleExport>,
+    /// Set for a pre-initialised function (see `Function::preinitialize`).
+    pub image: Option<Image>,
+}
+
+/// Pre-resolved handles of the instrumentation's reserved exports.
+pub struct StateExports {
+    pub memory: Option<ModuleExport>,
+    pub globals: Vec<ModuleExport>,
+    pub tables: Vec<ModuleExport>,
+    /// (function index, export) for every function a table or global may hold.
+    pub funcs: Vec<(u32, ModuleExport)>,
+}
+
+/// What a pre-initialised image adds to the module's own data: state that a
+/// module rewrite cannot carry.
+pub struct Image {
+    pub init_export: String,
+    /// Table contents to apply to every fresh instance (empty when the
+    /// initialiser left the tables as instantiation makes them).
+    pub tables: Vec<Vec<Option<u32>>>,
+    /// Tensors the initialiser kept, shared by every instance (copied on
+    /// first access).
+    pub kept: Vec<(String, Tensor)>,
 }
 
 impl CompiledModule {
@@ -148,13 +181,34 @@ pub fn load_module(
     if let Some(m) = cache.get(&id) {
         return Ok(m);
     }
-    let module = cache.compile(&id, binary, cache_dir).map_err(|e| {
+    let invalid = |e: wasmtime::Error| {
         CoreError::new(
             ErrorKind::InvalidWasm,
             format!("invalid module: {}", root_message(&e)),
         )
-    })?;
-    let compiled = Arc::new(prepare(id, module)?);
+    };
+    let instrumented = match instrument::instrument(binary) {
+        Ok(i) => i,
+        Err(e) => {
+            // Prefer the validator's account of what is wrong with the bytes.
+            return Err(match Module::validate(engine(), binary) {
+                Err(v) => invalid(v),
+                Ok(()) => e,
+            });
+        }
+    };
+    let module = cache
+        .compile(&id, &instrumented.binary, cache_dir)
+        .map_err(invalid)?;
+    let start = instrumented.layout.start.is_some();
+    let compiled = Arc::new(prepare(
+        id,
+        module,
+        instrumented.layout,
+        Arc::from(binary),
+        start,
+        None,
+    )?);
     cache.insert(id, compiled.clone());
     Ok(compiled)
 }
@@ -165,7 +219,14 @@ fn root_message(e: &wasmtime::Error) -> String {
     parts.join(": ")
 }
 
-fn prepare(id: [u8; 32], module: Module) -> CoreResult<CompiledModule> {
+pub fn prepare(
+    id: [u8; 32],
+    module: Module,
+    layout: Layout,
+    original: Arc<[u8]>,
+    run_start: bool,
+    image: Option<Image>,
+) -> CoreResult<CompiledModule> {
     let known = wasi::provided_names();
     for import in module.imports() {
         let provided = matches!(import.ty(), ExternType::Func(_))
@@ -205,6 +266,9 @@ fn prepare(id: [u8; 32], module: Module) -> CoreResult<CompiledModule> {
     let mut exports = Vec::new();
     let mut by_name = HashMap::new();
     for export in module.exports() {
+        if export.name().starts_with(RESERVED_PREFIX) {
+            continue;
+        }
         if let ExternType::Func(ft) = export.ty() {
             let Some(index) = module.get_export_index(export.name()) else {
                 continue;
@@ -218,13 +282,84 @@ fn prepare(id: [u8; 32], module: Module) -> CoreResult<CompiledModule> {
             });
         }
     }
+    let index = |name: &str| {
+        module
+            .get_export_index(name)
+            .ok_or_else(|| CoreError::internal(format!("instrumented export '{name}' is missing")))
+    };
+    let state = StateExports {
+        memory: match layout.memory {
+            Some(_) => Some(index(instrument::MEMORY_EXPORT)?),
+            None => None,
+        },
+        globals: (0..layout.globals.len() as u32)
+            .map(|i| index(&instrument::global_export(i)))
+            .collect::<CoreResult<_>>()?,
+        tables: (0..layout.tables)
+            .map(|i| index(&instrument::table_export(i)))
+            .collect::<CoreResult<_>>()?,
+        funcs: layout
+            .funcs
+            .iter()
+            .map(|f| Ok((*f, index(&instrument::func_export(*f))?)))
+            .collect::<CoreResult<_>>()?,
+    };
+    let start = match (run_start, layout.start) {
+        (true, Some(_)) => Some(index(instrument::START_EXPORT)?),
+        _ => None,
+    };
     Ok(CompiledModule {
         id,
         module,
         pre,
         exports,
         by_name,
+        layout,
+        original,
+        state,
+        start,
+        image,
     })
+}
+
+impl CompiledModule {
+    /// Instantiates without running the start function or applying an
+    /// image's extras: the bare slate a snapshot is restored onto.
+    pub fn instantiate_bare(&self, store: &mut Store<StoreData>) -> CoreResult<Instance> {
+        self.pre
+            .instantiate(&mut *store)
+            .map_err(|e| classify_instantiate_error(e, store.data()))
+    }
+
+    /// A fresh instance: instantiated, its start function run, and (for a
+    /// pre-initialised function) the image's tables and kept tensors set.
+    pub fn instantiate(&self, store: &mut Store<StoreData>) -> CoreResult<Instance> {
+        let instance = self.instantiate_bare(store)?;
+        if let Some(start) = &self.start {
+            let func = instance
+                .get_module_export(&mut *store, start)
+                .and_then(|e| e.into_func())
+                .ok_or_else(|| CoreError::internal("start function vanished"))?;
+            func.call(&mut *store, &[], &mut [])
+                .map_err(|e| classify_instantiate_error(e, store.data()))?;
+        }
+        if let Some(image) = &self.image {
+            if !image.tables.is_empty() {
+                super::capture::set_tables(self, store, &instance, &image.tables)?;
+            }
+            let kept = &mut store.data_mut().abi.kept;
+            for (name, t) in &image.kept {
+                kept.insert(
+                    name.clone(),
+                    crate::abi::Kept {
+                        tensor: t.clone(),
+                        shared: true,
+                    },
+                );
+            }
+        }
+        Ok(instance)
+    }
 }
 
 /// What a successful call returns.
@@ -295,11 +430,7 @@ impl Function {
         let mut store = self.new_store();
         store.data_mut().begin_call(inputs);
         store.set_epoch_deadline(deadline_ticks(deadline_ms));
-        let instance = self
-            .compiled
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify_instantiate_error(e, store.data()))?;
+        let instance = self.compiled.instantiate(&mut store)?;
         let func = instance
             .get_module_export(&mut store, &sig.index)
             .and_then(|e| e.into_func())

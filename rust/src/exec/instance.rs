@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use wasmtime::{Instance, Store};
 
-use super::function::{Function, InvokeOutcome, call, classify_instantiate_error, deadline_ticks};
+use super::function::{Function, InvokeOutcome, call, deadline_ticks};
 use super::limits::validate_deadline;
 use super::store::StoreData;
 use super::values::{ArgValue, lower_args};
@@ -21,16 +21,26 @@ pub struct PersistentInstance {
 impl PersistentInstance {
     pub fn new(function: &Function) -> CoreResult<Self> {
         let mut store = function.new_store();
-        let instance = function
-            .compiled
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify_instantiate_error(e, store.data()))?;
+        let instance = function.compiled.instantiate(&mut store)?;
         Ok(PersistentInstance {
             function: function.clone(),
             store,
             instance,
         })
+    }
+
+    /// An instance over a store and instance built elsewhere (a restore).
+    pub fn from_parts(function: Function, store: Store<StoreData>, instance: Instance) -> Self {
+        PersistentInstance {
+            function,
+            store,
+            instance,
+        }
+    }
+
+    /// The store and the instance, for capture.
+    pub fn parts_mut(&mut self) -> (&mut Store<StoreData>, &Instance) {
+        (&mut self.store, &self.instance)
     }
 
     /// Calls `export`; state left by earlier calls is visible. After a trap

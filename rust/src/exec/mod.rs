@@ -5,8 +5,10 @@
 //! This layer knows nothing of Python, HTTP or tenants.
 
 pub mod cache;
+pub mod capture;
 pub mod engine;
 pub mod function;
+pub mod instrument;
 pub mod instance;
 pub mod limits;
 pub mod store;

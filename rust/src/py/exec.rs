@@ -36,7 +36,7 @@ pub fn wat_to_wasm(
 #[pyfunction]
 #[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES as i64,
     max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000, max_output_bytes=1 << 20,
-    bindings=None))]
+    bindings=None, init_export=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn load(
     py: Python<'_>,
@@ -48,6 +48,7 @@ pub fn load(
     deadline_ms: i64,
     max_output_bytes: i64,
     bindings: Option<&Bound<'_, PyDict>>,
+    init_export: Option<String>,
 ) -> PyResult<Function> {
     let bindings = convert_bindings(py, bindings)?;
     let checked = (|| -> Result<(usize, Limits), CoreError> {
@@ -80,7 +81,11 @@ pub fn load(
     let result = py.detach(move || -> Result<exec::Function, CoreError> {
         let binary = to_binary(&bytes, is_text, max_module_bytes)?;
         let compiled = load_module(&binary, cache_dir.as_deref(), max_module_bytes)?;
-        exec::Function::with_bindings(compiled, limits, bindings)
+        let function = exec::Function::with_bindings(compiled, limits, bindings)?;
+        match init_export {
+            Some(name) => exec::capture::preinitialize(&function, &name),
+            None => Ok(function),
+        }
     });
     result
         .map(|inner| Function { inner })
@@ -208,7 +213,7 @@ fn result_to_py(py: Python<'_>, outcome: InvokeOutcome) -> PyResult<InvokeResult
 /// A compiled module bound to its limits. Cheap to clone; thread-safe.
 #[pyclass(module = "tensorwasm_tc._core", frozen)]
 pub struct Function {
-    inner: exec::Function,
+    pub(crate) inner: exec::Function,
 }
 
 #[pymethods]
@@ -232,6 +237,16 @@ impl Function {
             )?;
         }
         Ok(d)
+    }
+
+    /// The export run once at load time for a pre-initialised function.
+    #[getter]
+    fn init_export(&self) -> Option<String> {
+        self.inner
+            .compiled
+            .image
+            .as_ref()
+            .map(|i| i.init_export.clone())
     }
 
     /// The limits every instance of this function runs under.
@@ -283,8 +298,8 @@ impl Function {
 /// A live sandbox of a function. Calls on one instance are serialised.
 #[pyclass(module = "tensorwasm_tc._core", frozen)]
 pub struct Instance {
-    function_id: String,
-    inner: Mutex<Option<PersistentInstance>>,
+    pub(crate) function_id: String,
+    pub(crate) inner: Mutex<Option<PersistentInstance>>,
 }
 
 #[pymethods]
@@ -322,6 +337,35 @@ impl Instance {
             Ok(o) => result_to_py(py, o),
             Err(e) => Err(to_pyerr(py, e)),
         }
+    }
+
+    /// Writes a snapshot of the instance to `dest` (a path or a binary file
+    /// object); returns what was written. Calls on the instance wait.
+    #[pyo3(signature = (dest, *, tenant_id=0, instance_id=String::new(), embed_module=false,
+        compression=None, level=3, signing_key=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        dest: &Bound<'py, PyAny>,
+        tenant_id: u64,
+        instance_id: String,
+        embed_module: bool,
+        compression: Option<String>,
+        level: i32,
+        signing_key: Option<Vec<u8>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        super::snapshot::save(
+            py,
+            self,
+            dest,
+            tenant_id,
+            instance_id,
+            embed_module,
+            compression,
+            level,
+            signing_key,
+        )
     }
 
     /// Frees the instance (its memory and its pool slot). Idempotent.

@@ -5,5 +5,6 @@ pub mod errors;
 pub mod exec;
 pub mod info;
 pub mod ops;
+pub mod snapshot;
 pub mod sysio;
 pub mod tensor;

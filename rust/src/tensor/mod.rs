@@ -445,6 +445,23 @@ impl Tensor {
         Ok(out)
     }
 
+    /// A new contiguous, writable copy of the elements (charged to `budget`).
+    pub fn copy_in(&self, budget: Option<&Arc<Budget>>) -> CoreResult<Tensor> {
+        let out = Tensor::uninit_in(self.dtype, &self.shape, budget)?;
+        if self.numel() == 0 {
+            return Ok(out);
+        }
+        let dst = out.data_mut_ptr()?;
+        if self.is_contiguous() {
+            // SAFETY: both extents are nbytes long (checked at construction,
+            // and `out` was just allocated with this shape and dtype).
+            unsafe { std::ptr::copy_nonoverlapping(self.data_ptr(), dst, self.nbytes()) };
+        } else {
+            self.copy_strided_to(dst);
+        }
+        Ok(out)
+    }
+
     pub fn contiguous(&self) -> CoreResult<Tensor> {
         self.contiguous_in(None)
     }
