@@ -20,10 +20,10 @@ use std::io::{Read, Write};
 
 use wasmtime::{Func, Instance, Ref, Store, Val};
 
+use super::PersistentInstance;
 use super::function::{CompiledModule, DEFAULT_MAX_MODULE_BYTES, Function};
 use super::instrument::{GlobalKind, GlobalValue};
 use super::store::StoreData;
-use super::PersistentInstance;
 use crate::abi::{Kept, MAX_KEPT};
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::snapshot::{
@@ -114,7 +114,12 @@ pub fn capture_globals(
     store: &mut Store<StoreData>,
     instance: &Instance,
 ) -> CoreResult<Vec<GlobalValue>> {
-    let map = if compiled.layout.globals.iter().any(|g| g.kind == GlobalKind::FuncRef) {
+    let map = if compiled
+        .layout
+        .globals
+        .iter()
+        .any(|g| g.kind == GlobalKind::FuncRef)
+    {
         func_indices(compiled, store, instance)?
     } else {
         HashMap::new()
@@ -270,8 +275,12 @@ fn set_globals(
 
 fn both_nan(a: &GlobalValue, b: &GlobalValue) -> bool {
     match (a, b) {
-        (GlobalValue::F32(x), GlobalValue::F32(y)) => f32::from_bits(*x).is_nan() && f32::from_bits(*y).is_nan(),
-        (GlobalValue::F64(x), GlobalValue::F64(y)) => f64::from_bits(*x).is_nan() && f64::from_bits(*y).is_nan(),
+        (GlobalValue::F32(x), GlobalValue::F32(y)) => {
+            f32::from_bits(*x).is_nan() && f32::from_bits(*y).is_nan()
+        }
+        (GlobalValue::F64(x), GlobalValue::F64(y)) => {
+            f64::from_bits(*x).is_nan() && f64::from_bits(*y).is_nan()
+        }
         _ => false,
     }
 }
@@ -437,10 +446,14 @@ fn tensors_len(kept: &[(&String, &Tensor)]) -> u64 {
         .sum::<u64>()
 }
 
-fn write_tensors<W: Write>(w: &mut SnapshotWriter<W>, kept: &[(&String, &Tensor)]) -> CoreResult<()> {
+fn write_tensors<W: Write>(
+    w: &mut SnapshotWriter<W>,
+    kept: &[(&String, &Tensor)],
+) -> CoreResult<()> {
     let mut s = w.begin_section(SectionKind::Tensors, tensors_len(kept))?;
     let io = |e: std::io::Error| CoreError::internal(format!("snapshot write failed: {e}"));
-    s.write_all(&(kept.len() as u32).to_le_bytes()).map_err(io)?;
+    s.write_all(&(kept.len() as u32).to_le_bytes())
+        .map_err(io)?;
     for (name, t) in kept {
         let mut head = Vec::with_capacity(4 + name.len() + 8 * t.ndim() + 8);
         head.extend_from_slice(&(name.len() as u16).to_le_bytes());
@@ -472,7 +485,9 @@ fn read_tensors<R: Read>(
     read_exact_body(r, &mut b4)?;
     let n = u32::from_le_bytes(b4) as usize;
     if n > MAX_KEPT {
-        return Err(invalid(format!("snapshot keeps {n} tensors; at most {MAX_KEPT}")));
+        return Err(invalid(format!(
+            "snapshot keeps {n} tensors; at most {MAX_KEPT}"
+        )));
     }
     let mut out: Vec<(String, Tensor)> = Vec::new();
     for _ in 0..n {
@@ -493,7 +508,9 @@ fn read_tensors<R: Read>(
             .ok_or_else(|| invalid(format!("kept tensor '{name}' has dtype code {}", b2[0])))?;
         let ndim = b2[1] as usize;
         if ndim > MAX_NDIM {
-            return Err(invalid(format!("kept tensor '{name}' has {ndim} dimensions")));
+            return Err(invalid(format!(
+                "kept tensor '{name}' has {ndim} dimensions"
+            )));
         }
         let mut shape = Vec::with_capacity(ndim);
         let mut b8 = [0u8; 8];
@@ -519,7 +536,10 @@ fn read_tensors<R: Read>(
         let t = Tensor::uninit_in(dtype, &shape, Some(budget)).map_err(|e| {
             CoreError::new(
                 ErrorKind::MemoryLimit,
-                format!("kept tensor '{name}' does not fit the function's memory cap: {}", e.message),
+                format!(
+                    "kept tensor '{name}' does not fit the function's memory cap: {}",
+                    e.message
+                ),
             )
         })?;
         if nbytes > 0 {
@@ -600,17 +620,17 @@ pub fn restore<R: Read>(
     let metadata = r.metadata().clone();
     let mut section = r.next_section()?;
     let mut module: Option<Vec<u8>> = None;
-    if let Some(s) = section {
-        if s.kind == SectionKind::Module {
-            let bytes = r.read_section_to_vec(DEFAULT_MAX_MODULE_BYTES as u64)?;
-            if *blake3::hash(&bytes).as_bytes() != metadata.function_hash {
-                return Err(invalid(
-                    "the embedded module does not match the snapshot's function hash",
-                ));
-            }
-            module = Some(bytes);
-            section = r.next_section()?;
+    if let Some(s) = section
+        && s.kind == SectionKind::Module
+    {
+        let bytes = r.read_section_to_vec(DEFAULT_MAX_MODULE_BYTES as u64)?;
+        if *blake3::hash(&bytes).as_bytes() != metadata.function_hash {
+            return Err(invalid(
+                "the embedded module does not match the snapshot's function hash",
+            ));
         }
+        module = Some(bytes);
+        section = r.next_section()?;
     }
     let function = resolve(&metadata, module.as_deref())?;
     metadata.check_function(&function.compiled.id)?;
@@ -625,7 +645,10 @@ pub fn restore<R: Read>(
     while let Some(s) = section {
         let dup = |seen: bool| {
             if seen {
-                Err(invalid(format!("snapshot has two {} sections", s.kind.as_str())))
+                Err(invalid(format!(
+                    "snapshot has two {} sections",
+                    s.kind.as_str()
+                )))
             } else {
                 Ok(())
             }
@@ -655,7 +678,9 @@ pub fn restore<R: Read>(
                 memory_done = true;
             }
             SectionKind::Module => {
-                return Err(invalid("the module section must directly follow the metadata"));
+                return Err(invalid(
+                    "the module section must directly follow the metadata",
+                ));
             }
             SectionKind::Metadata => return Err(invalid("a second metadata section")),
         }
@@ -663,7 +688,9 @@ pub fn restore<R: Read>(
     }
     let verification = r.finish()?;
     let (Some(globals), Some(tables), Some(tensors)) = (globals, tables, tensors) else {
-        return Err(invalid("snapshot lacks its globals, tables or tensors section"));
+        return Err(invalid(
+            "snapshot lacks its globals, tables or tensors section",
+        ));
     };
     if compiled.state.memory.is_some() != memory_done {
         return Err(invalid(if memory_done {
@@ -706,7 +733,10 @@ fn restore_memory<R: Read>(
         .ok_or_else(|| invalid("snapshot has a memory but the module defines none"))?;
     let header = r.read_memory_header(function.limits.max_memory_bytes)?;
     if header.index != 0 {
-        return Err(invalid(format!("snapshot has memory {}; modules have one", header.index)));
+        return Err(invalid(format!(
+            "snapshot has memory {}; modules have one",
+            header.index
+        )));
     }
     let memory = instance
         .get_module_export(&mut *store, export)
@@ -772,7 +802,9 @@ fn restore_memory<R: Read>(
 pub fn preinitialize(function: &Function, init_export: &str) -> CoreResult<Function> {
     let compiled = &function.compiled;
     if compiled.image.is_some() {
-        return Err(CoreError::invalid_args("the function is already pre-initialised"));
+        return Err(CoreError::invalid_args(
+            "the function is already pre-initialised",
+        ));
     }
     let sig = compiled.resolve_export(Some(init_export))?;
     if !sig.params.is_empty() {
@@ -810,7 +842,9 @@ pub fn preinitialize(function: &Function, init_export: &str) -> CoreResult<Funct
         &globals,
     )?;
     let module = wasmtime::Module::from_binary(super::engine(), &binary).map_err(|e| {
-        CoreError::internal(format!("the pre-initialised module does not compile: {e:#}"))
+        CoreError::internal(format!(
+            "the pre-initialised module does not compile: {e:#}"
+        ))
     })?;
     let mut image = super::function::Image {
         init_export: init_export.to_string(),
@@ -826,7 +860,7 @@ pub fn preinitialize(function: &Function, init_export: &str) -> CoreResult<Funct
         false,
         None,
     )?;
-    let probe_fn = Function::new(std::sync::Arc::new(probe), function.limits.clone())?;
+    let probe_fn = Function::new(std::sync::Arc::new(probe), function.limits)?;
     let mut probe_store = probe_fn.new_store();
     let probe_inst = probe_fn.compiled.instantiate_bare(&mut probe_store)?;
     if capture_tables(&probe_fn.compiled, &mut probe_store, &probe_inst)? != tables {
@@ -842,7 +876,7 @@ pub fn preinitialize(function: &Function, init_export: &str) -> CoreResult<Funct
     )?;
     Function::with_bindings(
         std::sync::Arc::new(prepared),
-        function.limits.clone(),
+        function.limits,
         (*function.bindings).clone(),
     )
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    ExternType, Instance, InstancePre, Linker, Module, ModuleExport, Store, Trap, Val, WasmBacktrace,
+    ExternType, Instance, InstancePre, Linker, Module, ModuleExport, Store, Trap, Val,
+    WasmBacktrace,
 };
 
 use super::cache::ModuleCache;

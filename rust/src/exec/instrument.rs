@@ -29,9 +29,9 @@
 use std::ops::Range;
 
 use wasmparser::{
-    BinaryReader, DataKind, ElementItems, ElementSectionReader, ExportSectionReader,
-    ExternalKind, FunctionSectionReader, GlobalSectionReader, ImportSectionReader, Imports,
-    MemorySectionReader, Operator, TableInit, TableSectionReader, TypeRef, ValType as WpValType,
+    BinaryReader, DataKind, ElementItems, ElementSectionReader, ExportSectionReader, ExternalKind,
+    FunctionSectionReader, GlobalSectionReader, ImportSectionReader, Imports, MemorySectionReader,
+    Operator, TableInit, TableSectionReader, TypeRef, ValType as WpValType,
 };
 
 use crate::error::{CoreError, CoreResult, ErrorKind};
@@ -162,7 +162,10 @@ struct RawSection {
 }
 
 fn bad(msg: impl Into<String>) -> CoreError {
-    CoreError::new(ErrorKind::InvalidWasm, format!("invalid module: {}", msg.into()))
+    CoreError::new(
+        ErrorKind::InvalidWasm,
+        format!("invalid module: {}", msg.into()),
+    )
 }
 
 fn wp(e: wasmparser::BinaryReaderError) -> CoreError {
@@ -559,7 +562,8 @@ pub fn preinitialize(
             }
             SEC_DATA => {
                 had_data = true;
-                let data = wasmparser::DataSectionReader::new(reader(instrumented, s)).map_err(wp)?;
+                let data =
+                    wasmparser::DataSectionReader::new(reader(instrumented, s)).map_err(wp)?;
                 let mut payload = Vec::new();
                 write_leb_u32(&mut payload, data.count() + new_segments.len() as u32);
                 for d in data {
@@ -570,7 +574,9 @@ pub fn preinitialize(
                             payload.extend_from_slice(&instrumented[r]);
                         }
                         // Its bytes are in the captured memory already.
-                        DataKind::Active { .. } => payload.extend_from_slice(&[0, 0x41, 0, 0x0b, 0]),
+                        DataKind::Active { .. } => {
+                            payload.extend_from_slice(&[0, 0x41, 0, 0x0b, 0])
+                        }
                     }
                 }
                 push_segments(&mut payload, &new_segments);
@@ -699,19 +705,31 @@ mod tests {
         ] {
             assert!(n.iter().any(|x| x == want), "missing {want} in {n:?}");
         }
-        wasmparser::Validator::new().validate_all(&out.binary).unwrap();
-        assert!(sections(&out.binary).unwrap().iter().all(|s| s.id != SEC_START));
+        wasmparser::Validator::new()
+            .validate_all(&out.binary)
+            .unwrap();
+        assert!(
+            sections(&out.binary)
+                .unwrap()
+                .iter()
+                .all(|s| s.id != SEC_START)
+        );
     }
 
     #[test]
     fn module_without_exports_gets_a_section_in_order() {
         let wasm = wat::parse_str(
-            "(module (global (mut i32) (i32.const 1)) (func) (data (i32.const 0) \"\"))",
+            "(module (memory 1) (global (mut i32) (i32.const 1)) (func) (data (i32.const 0) \"\"))",
         )
         .unwrap();
         let out = instrument(&wasm).unwrap();
-        wasmparser::Validator::new().validate_all(&out.binary).unwrap();
-        assert_eq!(names(&out.binary), vec!["tensorwasm:global:0"]);
+        wasmparser::Validator::new()
+            .validate_all(&out.binary)
+            .unwrap();
+        assert_eq!(
+            names(&out.binary),
+            vec!["tensorwasm:memory", "tensorwasm:global:0"]
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl Read for PyReader {
             let bytes: &[u8] = if let Ok(b) = got.cast::<PyBytes>() {
                 b.as_bytes()
             } else {
-                return Err(io::Error::other("file object's read() did not return bytes"));
+                return Err(io::Error::other(
+                    "file object's read() did not return bytes",
+                ));
             };
             let n = bytes.len().min(buf.len());
             buf[..n].copy_from_slice(&bytes[..n]);
@@ -179,9 +181,8 @@ pub fn save<'py>(
             None => {
                 let w = BufWriter::with_capacity(IO_BLOCK, PyWriter(file_obj));
                 let (mut w, stats) = capture::save(live, w, &options)?;
-                w.flush().map_err(|e| {
-                    CoreError::internal(format!("snapshot write failed: {e}"))
-                })?;
+                w.flush()
+                    .map_err(|e| CoreError::internal(format!("snapshot write failed: {e}")))?;
                 Ok(stats)
             }
         }
@@ -216,9 +217,7 @@ fn save_to_path(
         let f = File::create(&tmp).map_err(io)?;
         let w = BufWriter::with_capacity(IO_BLOCK, f);
         let (w, stats) = capture::save(inst, w, options)?;
-        let f = w
-            .into_inner()
-            .map_err(|e| io(e.into_error()))?;
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
         Ok(stats)
