@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorwasm_tc as tw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import tensorwasm_tc as tw
 from tensorwasm_tc import (
     InstanceClosedError,
     InvalidArgsError,
@@ -394,7 +393,8 @@ PREINIT = r"""
     (i32.store (i32.const 200000) (i32.const 777))
     (i32.store8 (i32.const 16) (i32.add (i32.load8_u (i32.const 16)) (i32.const 1)))
     (i64.store (i32.const 32) (i64.const 4))
-    (drop (call $keep (i32.const 0) (i32.const 1) (call $new (i32.const 4) (i32.const 1) (i32.const 32)))))
+    (drop (call $keep (i32.const 0) (i32.const 1)
+      (call $new (i32.const 4) (i32.const 1) (i32.const 32)))))
   (func (export "inits") (result i32) (global.get $inits))
   (func (export "calls") (result i32)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1))) (global.get $calls))
@@ -491,3 +491,56 @@ def test_nan_globals_keep_their_payload(rt: Runtime) -> None:
     bits = back.invoke("f32_bits").values[0] & 0xFFFFFFFF
     assert bits == 0x7FC00123
     assert math.isnan(struct.unpack("<f", struct.pack("<I", bits))[0])
+
+
+FILL = """(module (memory (export "memory") 1 4096)
+  (func (export "fill") (param $pages i32) (local $i i32) (local $x i32)
+    (drop (memory.grow (i32.sub (local.get $pages) (i32.const 1))))
+    (local.set $x (i32.const 2463534242))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $i)
+        (i32.mul (i32.div_u (local.get $pages) (i32.const 2)) (i32.const 65536))))
+      (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
+      (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
+      (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
+      (i32.store (local.get $i) (local.get $x))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l))))
+  (func (export "at") (param i32) (result i32) (i32.load (local.get 0))))"""
+
+
+def test_save_and_restore_stream_without_a_copy_of_memory(tmp_path: Path) -> None:
+    # 128 MiB of memory, the first half random: neither direction may hold
+    # another copy of it (peak RSS is checked in a fresh process).
+    script = textwrap.dedent(
+        f"""
+        import gc, resource
+        import tensorwasm_tc as tw
+        def peak():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rt = tw.Runtime(cache_dir=False, max_memory_bytes=256 << 20, snapshot_key=None)
+        fn = rt.load({FILL!r})
+        inst = fn.instantiate()
+        inst.invoke("fill", [2048])
+        probe = [inst.invoke("at", [a]).values[0] for a in (0, 4096, (64 << 20) - 4)]
+        base = peak()
+        inst.snapshot({str(tmp_path / "big.twsnap")!r})
+        saved = peak()
+        inst.close()
+        del inst
+        gc.collect()
+        back = rt.restore({str(tmp_path / "big.twsnap")!r}, function=fn)
+        restored = peak()
+        assert [back.invoke("at", [a]).values[0] for a in (0, 4096, (64 << 20) - 4)] == probe
+        assert back.invoke("at", [(100 << 20)]).values == [0]
+        print(saved - base, restored - base)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    save_growth, restore_growth = (int(x) for x in out.stdout.split())
+    assert save_growth < 24 << 20, f"save grew RSS by {save_growth >> 20} MiB"
+    # The restored instance's own 64 MiB replace the closed one's.
+    assert restore_growth < 32 << 20, f"restore grew RSS by {restore_growth >> 20} MiB"

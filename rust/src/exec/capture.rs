@@ -779,7 +779,7 @@ fn restore_memory<R: Read>(
         while p < to.min(initial) {
             let end = (p + page).min(to);
             let chunk = &mut data[p..end];
-            if chunk.iter().any(|b| *b != 0) {
+            if !crate::snapshot::is_zero(chunk) {
                 chunk.fill(0);
             }
             p = end;

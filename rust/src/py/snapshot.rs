@@ -84,12 +84,53 @@ impl Read for PyReader {
 enum Source {
     Path(PathBuf),
     Bytes(Vec<u8>),
+    /// Read in place: `bytes` objects are immutable and kept alive here.
+    PyBytes(Py<PyBytes>),
     File(Py<PyAny>),
+}
+
+/// Reads a Python `bytes` object's buffer without copying it.
+struct PyBytesReader {
+    owner: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+    pos: usize,
+}
+
+// SAFETY: the buffer of a `bytes` object never changes or moves while the
+// object lives, and `owner` keeps it alive; only `&[u8]` reads are made.
+unsafe impl Send for PyBytesReader {}
+
+impl PyBytesReader {
+    fn new(owner: Py<PyBytes>) -> Self {
+        let (ptr, len) = Python::attach(|py| {
+            let b = owner.bind(py).as_bytes();
+            (b.as_ptr(), b.len())
+        });
+        PyBytesReader {
+            owner,
+            ptr,
+            len,
+            pos: 0,
+        }
+    }
+}
+
+impl Read for PyBytesReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _ = &self.owner;
+        // SAFETY: see the Send impl; `ptr..ptr+len` is the live buffer.
+        let data = unsafe { std::slice::from_raw_parts(self.ptr, self.len) };
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn source(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Source::Bytes(b.as_bytes().to_vec()));
+        return Ok(Source::PyBytes(b.clone().unbind()));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
         return Ok(Source::Bytes(b.to_vec()));
@@ -118,6 +159,7 @@ fn open_input(src: Source) -> CoreResult<Box<dyn Read + Send>> {
             Box::new(BufReader::with_capacity(IO_BLOCK, f))
         }
         Source::Bytes(b) => Box::new(io::Cursor::new(b)),
+        Source::PyBytes(b) => Box::new(PyBytesReader::new(b)),
         Source::File(f) => Box::new(BufReader::with_capacity(IO_BLOCK, PyReader(f))),
     })
 }

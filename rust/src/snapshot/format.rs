@@ -264,3 +264,13 @@ pub(crate) fn invalid(message: impl Into<String>) -> CoreError {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Feeds `bytes` to `hasher`, on every core when there are enough of them
+/// to be worth it (BLAKE3 splits a large input into independent subtrees).
+pub fn hash_update(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    if bytes.len() >= 256 << 10 {
+        hasher.update_rayon(bytes);
+    } else {
+        hasher.update(bytes);
+    }
+}

@@ -22,7 +22,7 @@ pub use reader::{
     BodyReader, MemoryHeader, ReadOptions, SectionInfo, SnapshotReader, Verification,
 };
 pub use sign::{MAX_KEY_BYTES, MIN_KEY_BYTES, SigningKey};
-pub use writer::{Compression, SectionWriter, SnapshotWriter, WriteOptions, WriteStats};
+pub use writer::{Compression, SectionWriter, SnapshotWriter, WriteOptions, WriteStats, is_zero};
 
 #[cfg(test)]
 mod tests;

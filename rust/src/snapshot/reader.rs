@@ -102,7 +102,7 @@ struct HashingReader<R: Read> {
 impl<R: Read> HashingReader<R> {
     fn get(&mut self, buf: &mut [u8]) -> CoreResult<()> {
         read_exact(&mut self.inner, buf)?;
-        self.hasher.update(buf);
+        super::format::hash_update(&mut self.hasher, buf);
         if let Some(s) = &mut self.signer {
             s.update(buf);
         }
@@ -584,7 +584,7 @@ impl<R: Read> SnapshotReader<R> {
                 other => return Err(invalid(format!("unknown chunk codec {other}"))),
             }
             body.unloaded -= raw as u64;
-            body.hasher.update(&self.chunk[..raw]);
+            super::format::hash_update(&mut body.hasher, &self.chunk[..raw]);
             self.chunk_pos = 0;
             self.chunk_len = raw;
         }

@@ -57,7 +57,7 @@ struct HashingWriter<W: Write> {
 impl<W: Write> HashingWriter<W> {
     fn put(&mut self, bytes: &[u8]) -> CoreResult<()> {
         self.inner.write_all(bytes).map_err(io_err)?;
-        self.hasher.update(bytes);
+        super::format::hash_update(&mut self.hasher, bytes);
         if let Some(s) = &mut self.signer {
             s.update(bytes);
         }
@@ -311,7 +311,7 @@ impl<W: Write> SnapshotWriter<W> {
                 open.declared
             )));
         }
-        open.hasher.update(bytes);
+        super::format::hash_update(&mut open.hasher, bytes);
         open.received += bytes.len() as u64;
         while !bytes.is_empty() {
             if self.chunk.is_empty() && bytes.len() >= CHUNK_RAW_MAX && self.compressor.is_none() {
@@ -445,7 +445,7 @@ fn read_some(src: &mut dyn Read, buf: &mut [u8]) -> CoreResult<usize> {
     }
 }
 
-fn is_zero(p: &[u8]) -> bool {
+pub fn is_zero(p: &[u8]) -> bool {
     // Word-at-a-time compare; the compiler vectorises the fold.
     let (head, words, tail) = bytemuck::pod_align_to::<u8, u64>(p);
     head.iter().all(|b| *b == 0)
