@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, Literal
 
 from tensorwasm_tc import _core
 
@@ -71,6 +71,15 @@ def inspect_snapshot(
     )
 
 
+def _env_flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise _core.InvalidArgsError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
+
+
 def _fspath(x: Any) -> Any:
     return os.fspath(x) if isinstance(x, os.PathLike) else x
 
@@ -83,10 +92,12 @@ class Runtime:
     runtimes of a process share one engine and one in-memory module cache.
 
     ``snapshot_key`` signs every snapshot this runtime's instances write and
-    checks the signature of every snapshot it restores; by default it comes
-    from ``$TENSOR_WASM_SNAPSHOT_KEY_FILE`` or ``$TENSOR_WASM_SNAPSHOT_KEY``.
-    ``require_signature`` refuses unsigned snapshots on restore (default:
-    ``$TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE`` is ``1``/``true``).
+    checks the signature of every snapshot it restores; ``None`` (the
+    default) reads it from ``$TENSOR_WASM_SNAPSHOT_KEY_FILE`` or
+    ``$TENSOR_WASM_SNAPSHOT_KEY``, ``False`` means no key. ``require_signature``
+    refuses unsigned snapshots on restore and needs a key (default:
+    ``$TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE``, one of 1/true/yes/on or
+    0/false/no/off).
     """
 
     __slots__ = (
@@ -109,7 +120,7 @@ class Runtime:
         max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
         max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
-        snapshot_key: bytes | None = None,
+        snapshot_key: bytes | Literal[False] | None = None,
         require_signature: bool | None = None,
     ) -> None:
         if cache_dir is None or cache_dir is True:
@@ -123,10 +134,16 @@ class Runtime:
         self.max_module_bytes = max_module_bytes
         self.max_table_elements = max_table_elements
         self.max_output_bytes = max_output_bytes
-        self.snapshot_key = snapshot_key if snapshot_key is not None else snapshot_key_from_env()
+        if snapshot_key is None:
+            snapshot_key = snapshot_key_from_env()
+        self.snapshot_key: bytes | None = snapshot_key or None
         if require_signature is None:
-            flag = os.environ.get("TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE", "").strip().lower()
-            require_signature = flag in ("1", "true", "yes", "on")
+            require_signature = _env_flag("TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE")
+        if require_signature and self.snapshot_key is None:
+            raise _core.InvalidArgsError(
+                "require_signature needs a snapshot key (TENSOR_WASM_SNAPSHOT_KEY_FILE or "
+                "TENSOR_WASM_SNAPSHOT_KEY) to check signatures with"
+            )
         self.require_signature = require_signature
 
     def load(
@@ -186,7 +203,7 @@ class Runtime:
         under this runtime's limits. The instance is returned only once every
         checksum (and the signature, when this runtime has a key) has passed.
         """
-        inner, _meta = _core.restore(
+        inner, meta = _core.restore(
             _fspath(source),
             None if function is None else function._inner,
             cache_dir=self.cache_dir,
@@ -198,7 +215,9 @@ class Runtime:
             signing_key=self.snapshot_key,
             require_signature=self.require_signature,
         )
-        return Instance(inner, self)
+        inst = Instance(inner, self)
+        inst.restored_from = meta
+        return inst
 
     def __repr__(self) -> str:
         return (
@@ -264,11 +283,14 @@ class Function:
 class Instance:
     """A live sandbox of a function. Use as a context manager or `close()` it."""
 
-    __slots__ = ("_inner", "_runtime")
+    __slots__ = ("_inner", "_runtime", "restored_from")
 
     def __init__(self, inner: _core.Instance, runtime: Runtime | None = None) -> None:
         self._inner = inner
         self._runtime = runtime
+        #: For a restored instance, the snapshot's metadata (tenant_id,
+        #: instance_id, created_unix_ms, function_hash, ..., verification).
+        self.restored_from: dict[str, Any] | None = None
 
     @property
     def function_id(self) -> str:

@@ -54,6 +54,29 @@ MEMORY_BOMB_WAT = """
     unreachable))
 """
 
+# A counter whose state is an internal (unexported) global plus memory:
+# `inc` bumps the global and adds it to a running sum at offset 16, so after
+# n increments the sum is n(n+1)/2 unless an instance was torn. `init` (the
+# pre-initialiser) counts its runs and draws 8 random bytes at offset 32.
+COUNTER_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $n (mut i32) (i32.const 0))
+  (global $inits (mut i32) (i32.const 0))
+  (func (export "init")
+    (global.set $inits (i32.add (global.get $inits) (i32.const 1)))
+    (drop (call $random_get (i32.const 32) (i32.const 8))))
+  (func (export "inits") (result i32) (global.get $inits))
+  (func (export "seed") (result i64) (i64.load (i32.const 32)))
+  (func (export "inc") (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.const 1)))
+    (i32.store (i32.const 16) (i32.add (i32.load (i32.const 16)) (global.get $n)))
+    (global.get $n))
+  (func (export "get") (result i32) (global.get $n))
+  (func (export "sum") (result i32) (i32.load (i32.const 16))))
+"""
+
 STARTUP_TIMEOUT_S = 60.0
 # `tensor-wasm serve`, run by this interpreter: the console script's own code.
 SERVE_COMMAND = (

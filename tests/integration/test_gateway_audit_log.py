@@ -123,12 +123,12 @@ def test_every_action_is_recorded_with_the_schema(audited: Audited) -> None:
     inst = r.json()["instance_id"]
     a.get("/instances")
     track("invoke_instance", a.post(f"/instances/{inst}/invoke", json={"export": "inc"}))
-    track("snapshot_instance", a.post(f"/instances/{inst}/snapshot"))
+    r = track("snapshot_instance", a.post(f"/instances/{inst}/snapshot"))
     track(
         "restore_instance",
         a.post(
             "/instances/restore",
-            content=b"\x00",
+            content=r.content,
             headers={"content-type": "application/octet-stream"},
         ),
     )
@@ -161,7 +161,11 @@ def test_every_action_is_recorded_with_the_schema(audited: Audited) -> None:
     failed = [r for r in records if r["outcome"]["status_code"] == 400]
     assert [r["outcome"]["error_kind"] for r in failed] == ["missing_export"]
     snap = next(r for r in records if r["action"] == "snapshot_instance")
-    assert snap["outcome"] == {"status_code": 501, "error_kind": "snapshot_unsupported"}
+    assert snap["outcome"] == {"status_code": 200, "error_kind": None}
+    restored = next(r for r in records if r["action"] == "restore_instance")
+    assert restored["outcome"] == {"status_code": 201, "error_kind": None}
+    assert restored["resource"]["function_id"] == fn
+    assert restored["resource"]["instance_id"] not in (None, inst)
     # The same token always gets the same id.
     assert len({r["actor"]["token_id"] for r in records}) == 1
 

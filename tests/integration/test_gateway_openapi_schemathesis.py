@@ -39,7 +39,6 @@ from ._gateway import (
 TOKEN = "schemathesis-token"
 # 5xx answers that are part of this release's contract, not failures.
 INTENTIONAL_5XX = {
-    (501, "snapshot_unsupported"),  # snapshot/restore are not implemented yet
     (503, "artifact_store_unavailable"),  # no TensorCast store configured
 }
 

@@ -144,7 +144,8 @@ def test_deploy_with_limits_and_init_export(server: GatewayServer, client: httpx
     )
     assert fn["limits"] == {"max_memory_bytes": 1 << 20, "deadline_ms": 1000}
     assert fn["init_export"] == "inc"
-    # The init export runs before every invoke's export, on a fresh instance.
+    # The init export ran once, at deploy; every fresh instance starts from
+    # the state it left (one increment), never from a second run.
     for _ in range(2):
         r = client.post(f"/functions/{fn['id']}/invoke", json={"export": "get"})
         assert r.status_code == 200, r.text
@@ -308,11 +309,12 @@ def test_instance_of_unknown_function_is_not_found(client: httpx.Client) -> None
     assert_error(client.post("/instances", json={"function_id": "fn_nope"}), 404, "not_found")
 
 
-def test_snapshot_and_restore_are_not_supported_yet(
-    client: httpx.Client, counter_fn: dict[str, Any]
-) -> None:
+def test_snapshot_and_restore_round_trip(client: httpx.Client, counter_fn: dict[str, Any]) -> None:
     iid = client.post("/instances", json={"function_id": counter_fn["id"]}).json()["instance_id"]
-    assert_error(client.post(f"/instances/{iid}/snapshot"), 501, "snapshot_unsupported")
+    assert client.post(f"/instances/{iid}/invoke", json={"export": "inc"}).status_code == 200
+    r = client.post(f"/instances/{iid}/snapshot")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/octet-stream"
     assert_error(client.post("/instances/snap_nope/snapshot"), 404, "not_found")
     assert_error(
         client.post(
@@ -320,10 +322,20 @@ def test_snapshot_and_restore_are_not_supported_yet(
             content=b"\x00snapshot",
             headers={"content-type": "application/octet-stream"},
         ),
-        501,
-        "snapshot_unsupported",
+        400,
+        "snapshot_invalid",
     )
-    assert client.delete(f"/instances/{iid}").status_code == 204
+    restored = client.post(
+        "/instances/restore",
+        content=r.content,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert restored.status_code == 201, restored.text
+    copy = restored.json()["instance_id"]
+    r = client.post(f"/instances/{copy}/invoke", json={"export": "get"})
+    assert r.json()["result"] == [1]
+    for gone in (iid, copy):
+        assert client.delete(f"/instances/{gone}").status_code == 204
 
 
 # --------------------------------------------------------------------------- metrics

@@ -97,7 +97,7 @@ OTHER = '(module (memory (export "memory") 1) (func (export "x") (result i32) (i
 
 @pytest.fixture
 def rt() -> Runtime:
-    return Runtime(cache_dir=False, snapshot_key=None, require_signature=False)
+    return Runtime(cache_dir=False, snapshot_key=False, require_signature=False)
 
 
 def advanced(fn: tw.Function, n: int = 5) -> tw.Instance:
@@ -240,7 +240,7 @@ def test_restore_without_module_or_function_says_what_to_do(rt: Runtime) -> None
 def test_memory_over_the_functions_cap_is_refused(rt: Runtime) -> None:
     fn = rt.load(COUNTER)
     data = _snap(advanced(fn))
-    small = Runtime(cache_dir=False, max_memory_bytes=2 * 65536, snapshot_key=None)
+    small = Runtime(cache_dir=False, max_memory_bytes=2 * 65536, snapshot_key=False)
     with pytest.raises((MemoryLimitError, SnapshotInvalidError)):
         small.restore(data, function=small.load(COUNTER))
 
@@ -257,11 +257,16 @@ def test_signed_snapshots(tmp_path: Path) -> None:
     with pytest.raises(SnapshotSignatureInvalidError):
         wrong.restore(data, function=fn)
     strict = Runtime(cache_dir=False, snapshot_key=key, require_signature=True)
-    unsigned = _snap(advanced(Runtime(cache_dir=False, snapshot_key=None).load(COUNTER)))
+    unsigned = _snap(advanced(Runtime(cache_dir=False, snapshot_key=False).load(COUNTER)))
     with pytest.raises(SnapshotSignatureInvalidError):
         strict.restore(unsigned, function=fn)
     with pytest.raises(InvalidArgsError):
         Runtime(cache_dir=False, snapshot_key=b"short").restore(data, function=fn)
+    restored = signer.restore(data, function=fn)
+    assert restored.restored_from is not None
+    assert restored.restored_from["verification"] == "verified"
+    with pytest.raises(InvalidArgsError, match="key"):
+        Runtime(cache_dir=False, snapshot_key=False, require_signature=True)
 
 
 def _snap_with(rt: Runtime, fn: tw.Function) -> bytes:
@@ -280,6 +285,45 @@ def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE", "1")
     rt = Runtime(cache_dir=False)
     assert rt.snapshot_key == b"e" * 20 and rt.require_signature is True
+    monkeypatch.setenv("TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE", "maybe")
+    with pytest.raises(InvalidArgsError, match="REQUIRE_SIGNATURE"):
+        Runtime(cache_dir=False)
+
+
+def test_concurrent_saves_to_one_path_both_succeed(rt: Runtime, tmp_path: Path) -> None:
+    import threading
+
+    fn = rt.load(COUNTER)
+    insts = [advanced(fn, n) for n in (2, 3)]
+    errors: list[BaseException] = []
+
+    def save(i: tw.Instance) -> None:
+        try:
+            for _ in range(10):
+                i.snapshot(tmp_path / "same.twsnap")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in insts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rt.restore(tmp_path / "same.twsnap", function=fn).invoke("count").values[0] in (2, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.twsnap"]
+
+
+def test_damaged_section_kind_is_invalid_not_incompatible(rt: Runtime) -> None:
+    data = bytearray(_snap(advanced(rt.load(COUNTER)), embed_module=True))
+    # The module section's header starts right after the metadata section.
+    meta_len = struct.unpack_from("<Q", data, 24)[0]
+    chunks = -(-meta_len // (1 << 20))
+    module_header = 16 + 16 + chunks * 9 + meta_len + 32
+    assert struct.unpack_from("<I", data, module_header)[0] == 2
+    data[module_header] ^= 0x01  # module (2) -> memory (3)
+    with pytest.raises(SnapshotInvalidError):
+        rt.restore(bytes(data))
 
 
 def test_closed_instance_cannot_be_snapshotted(rt: Runtime) -> None:
@@ -361,7 +405,7 @@ def test_mutated_snapshots_only_raise_typed_errors(
 
 @pytest.fixture(scope="module")
 def mutation_seed() -> tuple[Runtime, tw.Function, bytes]:
-    rt = Runtime(cache_dir=False, snapshot_key=None, require_signature=False)
+    rt = Runtime(cache_dir=False, snapshot_key=False, require_signature=False)
     fn = rt.load(COUNTER)
     return rt, fn, _snap(advanced(fn, 3), embed_module=True, compression="zstd")
 
@@ -518,7 +562,7 @@ def test_save_and_restore_stream_without_a_copy_of_memory(tmp_path: Path) -> Non
         import tensorwasm_tc as tw
         def peak():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        rt = tw.Runtime(cache_dir=False, max_memory_bytes=256 << 20, snapshot_key=None)
+        rt = tw.Runtime(cache_dir=False, max_memory_bytes=256 << 20, snapshot_key=False)
         fn = rt.load({FILL!r})
         inst = fn.instantiate()
         inst.invoke("fill", [2048])

@@ -1,8 +1,9 @@
 """The command-line client of the HTTP gateway (`docs/API.md`).
 
 `ApiClient` speaks the gateway's JSON API over httpx; the click commands
-below (`deploy`, `invoke`, `functions`, `instances`, `jobs`, `observe`) are
-registered onto the `tensor-wasm` group by `register`. Every command takes
+below (`deploy`, `invoke`, `functions`, `instances`, `jobs`, `observe`,
+`snapshot`) are registered onto the `tensor-wasm` group by `register`.
+Every command that talks to a server takes
 ``--server`` (env ``TENSOR_WASM_SERVER``), ``--token`` (env
 ``TENSOR_WASM_API_TOKEN``, sent as ``Authorization: Bearer``) and
 ``--tenant`` (env ``TENSOR_WASM_TENANT``, sent as ``X-TensorWasm-Tenant``).
@@ -10,26 +11,38 @@ registered onto the `tensor-wasm` group by `register`. Every command takes
 A failure prints ``error [kind]: message`` on stderr and exits with status 1:
 the server's error envelope as it came, or one of the client's own kinds
 (`connection_failed`, `timeout`, `invalid_response`, `invalid_wasm`,
-`invalid_input`).
+`invalid_input`). Usage errors exit with 2 (click's own).
+
+The `snapshot` commands (`save`, `restore`, `inspect`, `verify`) tell
+failures apart by exit status: 1 an error (network, a server fault, a
+corrupt or badly signed snapshot), 2 bad local input (a missing or
+unreadable file or key, bad arguments), 3 the server refused the request
+(a 4xx answer: unknown instance, another tenant's, snapshot of another
+function, ...). `inspect` and `verify` run offline.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import math
+import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, BinaryIO, Final, NoReturn
 
 import click
 import httpx
 
-from tensorwasm_tc import TensorWasmError, __version__, _core
+from tensorwasm_tc import TensorWasmError, __version__, _core, inspect_snapshot
+from tensorwasm_tc.runtime import read_key_file
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "TENSOR_WASM_SERVER"
@@ -38,6 +51,15 @@ TENANT_ENV: Final = "TENSOR_WASM_TENANT"
 METRICS_TOKEN_ENV: Final = "TENSOR_WASM_API_METRICS_TOKEN"
 TENANT_HEADER: Final = "X-TensorWasm-Tenant"
 U64_MAX: Final = (1 << 64) - 1
+SNAPSHOT_KEY_FILE_ENV: Final = "TENSOR_WASM_SNAPSHOT_KEY_FILE"
+# Exit statuses of the snapshot commands (see the module docstring).
+EXIT_ERROR: Final = 1
+EXIT_BAD_INPUT: Final = 2
+EXIT_REFUSED: Final = 3
+# Bytes per read and write when a snapshot is moved.
+TRANSFER_CHUNK_BYTES: Final = 1 << 20
+# Transfers at least this large get a progress bar (when stderr is a terminal).
+PROGRESS_MIN_BYTES: Final = 8 << 20
 
 # numpy dtype name -> wire dtype (`TensorJSON.dtype`). bf16 has no numpy dtype.
 WIRE_DTYPES: Final[dict[str, str]] = {
@@ -136,8 +158,17 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Sends one request; raises unless the status is 2xx."""
-        try:
+        with self._transport():
             resp = self._http.request(method, path, json=json_body, headers=headers)
+        if resp.is_success:
+            return resp
+        raise _server_error(resp)
+
+    @contextlib.contextmanager
+    def _transport(self) -> Iterator[None]:
+        """Turns httpx's failures into `ClientError`s."""
+        try:
+            yield
         except httpx.TimeoutException:
             raise ClientError(
                 "timeout", f"the server at {self.server} did not answer in time"
@@ -153,9 +184,6 @@ class ApiClient:
                 "connection_failed",
                 f"request to {self.server} failed: {_reason(err)}",
             ) from None
-        if resp.is_success:
-            return resp
-        raise _server_error(resp)
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
         resp = self.request(method, path, json_body=body)
@@ -273,6 +301,93 @@ class ApiClient:
 
     def delete_instance(self, instance_id: str) -> None:
         self.request("DELETE", f"/instances/{_seg(instance_id)}")
+
+    # --- snapshots ----------------------------------------------------------
+
+    def save_snapshot(
+        self,
+        instance_id: str,
+        dest: BinaryIO,
+        *,
+        compression: str | None = None,
+        level: int | None = None,
+        progress: Callable[[int | None], Callable[[int], None]] | None = None,
+    ) -> dict[str, Any]:
+        """Streams a snapshot of `instance_id` into `dest`.
+
+        `progress`, if given, is called once with the announced size (or
+        ``None``) and returns a function called with each chunk's length.
+        Returns what the response headers say about the file.
+        """
+        params: dict[str, str | int] = {}
+        if compression is not None:
+            params["compression"] = compression
+        if level is not None:
+            params["level"] = level
+        path = f"/instances/{_seg(instance_id)}/snapshot"
+        with self._transport(), self._http.stream("POST", path, params=params) as resp:
+            if not resp.is_success:
+                resp.read()
+                raise _server_error(resp)
+            length = resp.headers.get("content-length")
+            total = int(length) if length and length.isdigit() else None
+            advance = progress(total) if progress is not None else None
+            written = 0
+            for chunk in resp.iter_bytes(TRANSFER_CHUNK_BYTES):
+                dest.write(chunk)
+                written += len(chunk)
+                if advance is not None:
+                    advance(len(chunk))
+        if total is not None and written != total:
+            raise ClientError(
+                "invalid_response", f"the snapshot ended after {written} of {total} bytes"
+            )
+        return {
+            "instance_id": instance_id,
+            "file_bytes": written,
+            "function_id": resp.headers.get("x-snapshot-function-id"),
+            "module_hash": resp.headers.get("x-snapshot-module-hash"),
+            "signed": resp.headers.get("x-snapshot-signed") == "true",
+        }
+
+    def restore_snapshot(
+        self,
+        source: BinaryIO,
+        size: int,
+        *,
+        instance_id: str | None = None,
+        function_id: str | None = None,
+        progress: Callable[[int | None], Callable[[int], None]] | None = None,
+    ) -> dict[str, Any]:
+        """Uploads `size` bytes of snapshot from `source` (streamed, never
+        held whole) and returns the new instance."""
+        params = {
+            k: v for k, v in (("instance_id", instance_id), ("function_id", function_id)) if v
+        }
+        advance = progress(size) if progress is not None else None
+
+        def body() -> Iterator[bytes]:
+            while chunk := source.read(TRANSFER_CHUNK_BYTES):
+                if advance is not None:
+                    advance(len(chunk))
+                yield chunk
+
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        with self._transport():
+            resp = self._http.post(
+                "/instances/restore", params=params, content=body(), headers=headers
+            )
+        if not resp.is_success:
+            raise _server_error(resp)
+        try:
+            out: dict[str, Any] = resp.json()
+        except ValueError:
+            raise ClientError(
+                "invalid_response",
+                "POST /instances/restore answered with a body that is not JSON",
+                resp.status_code,
+            ) from None
+        return out
 
     # --- system -------------------------------------------------------------
 
@@ -474,11 +589,28 @@ def _observe_lines(report: Mapping[str, Any]) -> Iterator[str]:
 # --------------------------------------------------------------------------- click plumbing
 
 
-def _report_error(err: ClientError, as_json: bool) -> NoReturn:
+def _report_error(err: ClientError, as_json: bool, code: int = EXIT_ERROR) -> NoReturn:
     if as_json:
         click.echo(json.dumps({"error": {"kind": err.kind, "message": err.message}}))
     click.echo(f"error [{err.kind}]: {err.message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
+
+
+class LocalInputError(ClientError):
+    """A local file or key the command cannot use (exit status 2 in the
+    snapshot commands)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_input", message)
+
+
+def snapshot_exit_code(err: ClientError) -> int:
+    """The snapshot commands' exit status for a failure (module docstring)."""
+    if isinstance(err, LocalInputError):
+        return EXIT_BAD_INPUT
+    if isinstance(err, ServerError) and err.status is not None and 400 <= err.status < 500:
+        return EXIT_REFUSED
+    return EXIT_ERROR
 
 
 def _global_options() -> list[click.Option]:
@@ -511,9 +643,12 @@ def _global_options() -> list[click.Option]:
     ]
 
 
-def client_command(f: Callable[..., None]) -> Callable[..., None]:
+def client_command(
+    f: Callable[..., None], exit_code: Callable[[ClientError], int] = lambda _err: EXIT_ERROR
+) -> Callable[..., None]:
     """Adds ``--server/--token/--tenant``, passes an `ApiClient` as the first
-    argument, and turns `ClientError` into ``error [kind]: message`` + exit 1.
+    argument, and turns `ClientError` into ``error [kind]: message`` and
+    exit status `exit_code(err)` (1 for every failure by default).
 
     Apply it below ``@group.command()`` and above the command's own options.
     """
@@ -527,7 +662,7 @@ def client_command(f: Callable[..., None]) -> Callable[..., None]:
             with ApiClient(server, token=token, tenant=tenant) as api:
                 f(api, *args, **kwargs)
         except ClientError as err:
-            _report_error(err, as_json)
+            _report_error(err, as_json, exit_code(err))
 
     # click reverses the list when it builds the command: inserting at the
     # front puts the global options after the command's own in --help.
@@ -631,7 +766,12 @@ def _exports_text(exports: Mapping[str, Any]) -> list[str]:
 )
 @click.option("--max-memory-bytes", type=click.IntRange(min=1), default=None)
 @click.option("--deadline-ms", type=click.IntRange(min=1), default=None)
-@click.option("--init-export", default=None, help="Export run before every invoke's export.")
+@click.option(
+    "--init-export",
+    default=None,
+    help="Pre-initialise: this export runs once, at deploy, and every instance starts "
+    "from the state it leaves.",
+)
 @_json_option
 def deploy(
     api: ApiClient,
@@ -903,6 +1043,278 @@ def observe(
         return
 
 
+# --- snapshots ---------------------------------------------------------------
+
+
+@click.group()
+def snapshot() -> None:
+    """Save instances to files, restore them (on this server or another one
+    that has the function deployed), and check snapshot files offline.
+
+    \b
+    Exit status:
+      0  ok
+      1  error: network, a server fault, a corrupt or badly signed snapshot
+      2  bad local input: a missing or unreadable file or key, bad arguments
+      3  the server refused the request (a 4xx answer: unknown instance,
+         another tenant's, snapshot of another function, ...)
+    """
+
+
+def _snapshot_command(f: Callable[..., None]) -> Callable[..., None]:
+    return client_command(f, snapshot_exit_code)
+
+
+class _Progress:
+    """A progress bar on stderr for a transfer of at least
+    `PROGRESS_MIN_BYTES`, shown only when stderr is a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+
+    def start(self, total: int | None) -> Callable[[int], None]:
+        if total is None or total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+            return lambda _n: None
+        self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+        self._bar.__enter__()
+        update: Callable[[int], None] = self._bar.update
+        return update
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _open_snapshot(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as err:
+        raise LocalInputError(f"cannot read {path}: {err.strerror}") from None
+
+
+def read_snapshot(path: Path, key: bytes | None) -> dict[str, Any]:
+    """`inspect_snapshot` of a local file, failures as `ClientError`s: with
+    a key, the snapshot must carry a signature made with it."""
+    with _open_snapshot(path):
+        pass
+    try:
+        meta = inspect_snapshot(path, signing_key=key, require_signature=key is not None)
+    except TensorWasmError as err:
+        if err.kind == "invalid_args":  # the file or the key, not the snapshot
+            raise LocalInputError(str(err)) from None
+        raise ClientError(err.kind, str(err)) from None
+    meta["file_bytes"] = path.stat().st_size
+    return meta
+
+
+def _snapshot_lines(meta: Mapping[str, Any]) -> Iterator[str]:
+    created = int(meta["created_unix_ms"])
+    when = datetime.fromtimestamp(created / 1000, UTC).isoformat(timespec="milliseconds")
+    signature = {
+        "unsigned": "unsigned",
+        "signed_unverified": "signed (not verified: no key given)",
+        "verified": "signed, verified",
+    }.get(meta["verification"], meta["verification"])
+    yield f"snapshot_version: {meta['snapshot_version']}"
+    yield f"function_hash: {meta['function_hash']}"
+    yield f"tenant_id: {meta['tenant_id']}"
+    yield f"instance_id: {meta['instance_id'] or '-'}"
+    yield f"created: {when.replace('+00:00', 'Z')} ({created})"
+    yield f"runtime_version: {meta['runtime_version']}"
+    yield f"signature: {signature}"
+    yield f"module_embedded: {'yes' if meta['module_embedded'] else 'no'}"
+    memory = meta.get("memory")
+    if memory:
+        yield (
+            f"memory: {memory['byte_len']} bytes, {memory['stored_bytes']} stored "
+            f"in {memory['runs']} run(s)"
+        )
+    else:
+        yield "memory: none"
+    yield f"file_bytes: {meta['file_bytes']}"
+    yield "sections:"
+    for section in meta["sections"]:
+        yield f"  {section['kind']:<10} {section['raw_len']} bytes"
+
+
+@snapshot.command("save")
+@_snapshot_command
+@click.argument("instance_id", metavar="INSTANCE_ID")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--compression",
+    type=click.Choice(["none", "zstd"]),
+    default="none",
+    show_default=True,
+    help="Compress the file's memory and module.",
+)
+@click.option(
+    "--level", type=click.IntRange(1, 19), default=None, help="zstd level (server default: 3)."
+)
+@_json_option
+def snapshot_save(
+    api: ApiClient,
+    instance_id: str,
+    path: Path,
+    compression: str,
+    level: int | None,
+    as_json: bool,
+) -> None:
+    """Save a snapshot of instance INSTANCE_ID to PATH (a file; in a
+    directory, INSTANCE_ID.twsnap).
+
+    The file embeds the function's module and is signed when the server has
+    a snapshot key. It is written beside PATH and renamed into place, so PATH
+    never holds half a snapshot.
+    """
+    if path.is_dir():
+        path = path / f"{_NAME_BAD.sub('-', instance_id)}.twsnap"
+    parent = path.parent
+    if not parent.is_dir():
+        raise LocalInputError(f"{parent}: no such directory")
+    try:
+        fd, part = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as err:
+        raise LocalInputError(f"cannot write in {parent}: {err.strerror}") from None
+    done = False
+    try:
+        with os.fdopen(fd, "wb") as dest, _Progress("saving") as progress:
+            info = api.save_snapshot(
+                instance_id,
+                dest,
+                compression=None if compression == "none" else compression,
+                level=level,
+                progress=progress.start,
+            )
+            dest.flush()
+            os.fsync(dest.fileno())
+        os.replace(part, path)
+        done = True
+    except OSError as err:
+        raise LocalInputError(f"cannot write {path}: {err.strerror}") from None
+    finally:
+        if not done:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+    info["path"] = str(path)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    signed = "signed" if info["signed"] else "unsigned"
+    click.echo(f"saved {instance_id} to {path} ({info['file_bytes']} bytes, {signed})")
+
+
+@snapshot.command("restore")
+@_snapshot_command
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--as-instance",
+    "as_instance",
+    default=None,
+    metavar="ID",
+    help="Id of the new instance (default: a new in_... id); refused if taken.",
+)
+@click.option(
+    "--function",
+    "function_id",
+    default=None,
+    metavar="FUNCTION_ID",
+    help="Restore onto this function (default: the acting tenant's newest function "
+    "with the snapshot's module_hash).",
+)
+@_json_option
+def snapshot_restore(
+    api: ApiClient,
+    path: Path,
+    as_instance: str | None,
+    function_id: str | None,
+    as_json: bool,
+) -> None:
+    """Restore the snapshot at PATH as a new instance; print its id.
+
+    The server must have the snapshot's function deployed for the acting
+    tenant (deploy it first on a new server).
+    """
+    source = _open_snapshot(path)
+    with source, _Progress("restoring") as progress:
+        size = os.fstat(source.fileno()).st_size
+        out = api.restore_snapshot(
+            source,
+            size,
+            instance_id=as_instance,
+            function_id=function_id,
+            progress=progress.start,
+        )
+    click.echo(json.dumps(out) if as_json else out["instance_id"])
+
+
+@snapshot.command("inspect")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_json_option
+def snapshot_inspect(path: Path, as_json: bool) -> None:
+    """Describe the snapshot at PATH, offline: metadata, sections, memory.
+
+    Reads the whole file and checks every checksum (exit 1 if one fails);
+    the signature is only checked by `verify`.
+    """
+    try:
+        meta = read_snapshot(path, None)
+    except ClientError as err:
+        _report_error(err, as_json, snapshot_exit_code(err))
+    if as_json:
+        click.echo(json.dumps(meta))
+        return
+    for line in _snapshot_lines(meta):
+        click.echo(line)
+
+
+@snapshot.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--hmac-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=SNAPSHOT_KEY_FILE_ENV,
+    show_envvar=True,
+    default=None,
+    help="The signing key (its bytes, trailing whitespace removed). With a key, the "
+    "snapshot must be signed with it; an unsigned one fails.",
+)
+@_json_option
+def snapshot_verify(path: Path, hmac_key_file: Path | None, as_json: bool) -> None:
+    """Check the snapshot at PATH offline: every checksum, and with a key
+    its signature. Prints `ok: unsigned`, `ok: signed_unverified` (no key)
+    or `ok: verified`; exits 1 when the file fails a check."""
+    try:
+        key = None
+        if hmac_key_file is not None:
+            try:
+                key = read_key_file(hmac_key_file)
+            except TensorWasmError as err:
+                raise LocalInputError(str(err)) from None
+        meta = read_snapshot(path, key)
+    except ClientError as err:
+        _report_error(err, as_json, snapshot_exit_code(err))
+    verification = meta["verification"]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "path": str(path),
+                    "verification": verification,
+                    "function_hash": meta["function_hash"],
+                    "file_bytes": meta["file_bytes"],
+                }
+            )
+        )
+        return
+    click.echo(f"ok: {verification}")
+
+
 CLIENT_COMMANDS: Final[tuple[click.Command, ...]] = (
     deploy,
     invoke,
@@ -910,6 +1322,7 @@ CLIENT_COMMANDS: Final[tuple[click.Command, ...]] = (
     instances,
     jobs,
     observe,
+    snapshot,
 )
 
 

@@ -205,7 +205,8 @@ def serve(host: str | None, port: int | None, home: Path | None) -> None:
     run_server(config)
 
 
-# The HTTP client commands (deploy, invoke, functions, instances, jobs, observe).
+# The HTTP client commands (deploy, invoke, functions, instances, jobs, observe,
+# snapshot).
 from tensorwasm_tc.cli.client import register as _register_client  # noqa: E402
 
 _register_client(main)

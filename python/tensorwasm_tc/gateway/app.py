@@ -9,6 +9,7 @@ and the audit record. Handlers only do their route's work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import re
@@ -26,6 +27,7 @@ from collections.abc import (
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -83,6 +85,9 @@ AUDITED: Final[dict[tuple[str, str], str]] = {
 LIST_ROUTES: Final = frozenset({"/functions", "/instances"})
 # POST routes whose body is not JSON.
 BINARY_BODY_ROUTES: Final = frozenset({"/instances/restore", "/instances/{id}/snapshot"})
+# The one route whose body may be larger than TENSOR_WASM_API_MAX_BODY_BYTES
+# (TENSOR_WASM_API_MAX_SNAPSHOT_BYTES instead); it spools the body to disk.
+RESTORE_ROUTE: Final = "/instances/restore"
 FAST_INVOKE: Final = "/functions/{id}/invoke"
 INVOKE_ROUTES: Final = frozenset(
     {"/functions/{id}/invoke", "/functions/{id}/invoke-async", "/instances/{id}/invoke"}
@@ -125,18 +130,45 @@ class Gateway:
             "reads": cfg.max_concurrent_reads,
         }
 
+    @property
+    def snapshot_dir(self) -> Path:
+        """Where snapshots are spooled while they are written or uploaded."""
+        return self.config.home / "gateway" / "snapshots"
+
     def runtime_for(self, limits: dict[str, int]) -> Runtime:
+        cfg = self.config
         return Runtime(
             max_memory_bytes=limits["max_memory_bytes"],
             deadline_ms=limits["deadline_ms"],
-            cache_dir=self.config.home / "modules",
+            cache_dir=cfg.home / "modules",
+            # The config is the one source: no key there means none at all,
+            # never one picked up from this process's environment.
+            snapshot_key=cfg.snapshot_key if cfg.snapshot_key is not None else False,
+            require_signature=cfg.snapshot_require_signature,
         )
+
+    def clear_snapshot_spool(self) -> None:
+        """Removes spool files a crashed process left behind (between writing
+        a snapshot and streaming it, or mid-upload). Only files older than
+        the request timeout go: no live request of another process sharing
+        this home can still be using them."""
+        directory = self.snapshot_dir
+        # Snapshots hold tenants' memory: the directory is the server's alone.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cutoff = time.time() - self.config.request_timeout_s
+        for leftover in directory.iterdir():
+            with contextlib.suppress(OSError):
+                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def load_stored_functions(self) -> None:
         loaded = failed = 0
+        self.clear_snapshot_spool()
         for rec, wasm in self.registry.stored_functions():
             try:
-                rec.fn = self.runtime_for(rec.limits).load(wasm)
+                # A pre-initialised function runs its init_export here, once
+                # per process, and every instance starts from that image.
+                rec.fn = self.runtime_for(rec.limits).load(wasm, init_export=rec.init_export)
                 loaded += 1
             except Exception as err:
                 failed += 1
@@ -278,15 +310,15 @@ class GatewayMiddleware:
                 gw.class_in_flight[klass] += 1
                 counted = True
                 # Body size: declared length first, then counted while read.
+                cap = (
+                    cfg.max_snapshot_bytes
+                    if route == RESTORE_ROUTE and method_ok
+                    else cfg.max_body_bytes
+                )
                 length = headers.get("content-length")
-                if length is not None and (
-                    not length.isdigit() or int(length) > cfg.max_body_bytes
-                ):
-                    raise ApiError(
-                        "body_too_large",
-                        f"request bodies are limited to {cfg.max_body_bytes} bytes",
-                    )
-                receive = _capped_receive(receive, cfg.max_body_bytes, state)
+                if length is not None and (not length.isdigit() or int(length) > cap):
+                    raise ApiError("body_too_large", f"request bodies are limited to {cap} bytes")
+                receive = _capped_receive(receive, cap, state)
                 if method == "POST" and route not in BINARY_BODY_ROUTES and method_ok:
                     ctype = headers.get("content-type")
                     if ctype is not None and not _is_json(ctype):

@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from tensorwasm_tc.runtime import default_home
+from tensorwasm_tc import TensorWasmError
+from tensorwasm_tc.runtime import default_home, snapshot_key_from_env
 
 log = logging.getLogger("tensorwasm_tc.gateway")
 
 U64_MAX: Final = (1 << 64) - 1
 DEFAULT_RATE_QPS: Final = 100.0
 DEFAULT_RATE_BURST: Final = 200.0
+# The snapshot codec's bounds on a signing key (HMAC-SHA256), in bytes.
+SNAPSHOT_KEY_MIN_BYTES: Final = 16
+SNAPSHOT_KEY_MAX_BYTES: Final = 4096
+# A restore body holds at most a 4 GiB memory (the executor's ceiling), the
+# module (64 MiB) and the framing; 5 GiB is also the reader's section cap.
+DEFAULT_MAX_SNAPSHOT_BYTES: Final = 5 << 30
 BARE_TOKEN_WARNING: Final = (
     "bare bearer tokens in TENSOR_WASM_API_TOKENS are deprecated and get wildcard scope; "
     "rewrite each as token:tenant=* or token:tenant=1,2,3"
@@ -167,6 +174,11 @@ class GatewayConfig:
     default_deadline_ms: int = 30_000
     max_args: int = 64
     max_async_jobs: int = 10_000
+    max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
+    # Signs every snapshot the gateway writes and checks every one it
+    # restores; kept out of repr so it never reaches a log line.
+    snapshot_key: bytes | None = field(default=None, repr=False)
+    snapshot_require_signature: bool = False
 
     @property
     def dev_mode(self) -> bool:
@@ -236,6 +248,31 @@ class GatewayConfig:
         if require not in ("", "0", "1", "true", "false", "yes", "no"):
             raise ConfigError("TENSOR_WASM_API_REQUIRE_TENANT must be 0 or 1")
 
+        def flag(name: str) -> bool:
+            raw = text(name).lower()
+            if raw not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"{name} must be 0 or 1")
+            return raw in ("1", "true", "yes", "on")
+
+        try:
+            snapshot_key = snapshot_key_from_env(env)
+        except TensorWasmError:
+            raise ConfigError("TENSOR_WASM_SNAPSHOT_KEY_FILE cannot be read") from None
+        if snapshot_key is not None and not (
+            SNAPSHOT_KEY_MIN_BYTES <= len(snapshot_key) <= SNAPSHOT_KEY_MAX_BYTES
+        ):
+            raise ConfigError(
+                f"the snapshot signing key (TENSOR_WASM_SNAPSHOT_KEY_FILE or "
+                f"TENSOR_WASM_SNAPSHOT_KEY) must be {SNAPSHOT_KEY_MIN_BYTES} to "
+                f"{SNAPSHOT_KEY_MAX_BYTES} bytes"
+            )
+        require_signature = flag("TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE")
+        if require_signature and snapshot_key is None:
+            raise ConfigError(
+                "TENSOR_WASM_SNAPSHOT_REQUIRE_SIGNATURE=1 needs a signing key: set "
+                "TENSOR_WASM_SNAPSHOT_KEY_FILE (or TENSOR_WASM_SNAPSHOT_KEY)"
+            )
+
         raw_tokens = env.get("TENSOR_WASM_API_TOKENS", "")
         parsed = parse_tokens(raw_tokens)
         home_path = Path(home).expanduser() if home is not None else default_home(env)
@@ -264,6 +301,11 @@ class GatewayConfig:
             max_memory_bytes=integer("TENSOR_WASM_API_MAX_MEMORY_BYTES", 4 << 30, minimum=1 << 16),
             max_deadline_ms=integer("TENSOR_WASM_API_MAX_DEADLINE_MS", 600_000, minimum=1),
             max_async_jobs=integer("TENSOR_WASM_API_MAX_ASYNC_JOBS", 10_000, minimum=1),
+            max_snapshot_bytes=integer(
+                "TENSOR_WASM_API_MAX_SNAPSHOT_BYTES", DEFAULT_MAX_SNAPSHOT_BYTES, minimum=1024
+            ),
+            snapshot_key=snapshot_key,
+            snapshot_require_signature=require_signature,
         )
 
     def log_startup(self) -> None:
@@ -296,3 +338,12 @@ class GatewayConfig:
         else:
             log.info("rate limit: off")
         log.info("audit log: %s", self.audit_log)
+        if self.snapshot_key is None:
+            log.info("snapshots: unsigned (no TENSOR_WASM_SNAPSHOT_KEY_FILE)")
+        else:
+            log.info(
+                "snapshots: signed; restore %s",
+                "requires a valid signature"
+                if self.snapshot_require_signature
+                else "checks signatures when present",
+            )

@@ -44,7 +44,9 @@ class CreateFunction(Strict):
     )
     limits: Limits | None = None
     init_export: str | None = Field(
-        default=None, description="Export run once before every invoke's export"
+        default=None,
+        description="Export run once at deploy (and when the server restarts); every "
+        "instance starts from the state it leaves (a pre-initialised function)",
     )
 
 

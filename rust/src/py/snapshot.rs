@@ -28,6 +28,10 @@ use crate::snapshot::{
 /// per block costs nothing next to the copy.
 const IO_BLOCK: usize = 4 << 20;
 
+/// Read buffer of files: smaller than a chunk, so chunk reads bypass it and
+/// go straight from the kernel into their destination.
+const READ_BUFFER: usize = 256 << 10;
+
 /// A Python file object as `Write`.
 struct PyWriter(Py<PyAny>);
 
@@ -156,7 +160,7 @@ fn open_input(src: Source) -> CoreResult<Box<dyn Read + Send>> {
             let f = File::open(&p).map_err(|e| {
                 CoreError::invalid_args(format!("cannot open snapshot {}: {e}", p.display()))
             })?;
-            Box::new(BufReader::with_capacity(IO_BLOCK, f))
+            Box::new(BufReader::with_capacity(READ_BUFFER, f))
         }
         Source::Bytes(b) => Box::new(io::Cursor::new(b)),
         Source::PyBytes(b) => Box::new(PyBytesReader::new(b)),
@@ -250,10 +254,13 @@ fn save_to_path(
     let name = path
         .file_name()
         .ok_or_else(|| CoreError::invalid_args(format!("{} is not a file path", path.display())))?;
+    // Unique per call: two saves to one path must not share a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         let f = File::create(&tmp).map_err(io)?;
@@ -262,6 +269,14 @@ fn save_to_path(
         let f = w.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
+        // The rename is durable once the directory is synced.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
         Ok(stats)
     })();
     if result.is_err() {

@@ -100,6 +100,12 @@ struct HashingReader<R: Read> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Stored chunk data: read, but left out of the file checksum and the
+    /// signature (its section's checksum covers it, and they cover that).
+    fn get_data(&mut self, buf: &mut [u8]) -> CoreResult<()> {
+        read_exact(&mut self.inner, buf)
+    }
+
     fn get(&mut self, buf: &mut [u8]) -> CoreResult<()> {
         read_exact(&mut self.inner, buf)?;
         super::format::hash_update(&mut self.hasher, buf);
@@ -296,7 +302,7 @@ impl<R: Read> SnapshotReader<R> {
             hasher: blake3::Hasher::new(),
         });
         if len == 0 {
-            self.load_chunk()?;
+            self.load_chunk(None)?;
         }
         Ok(Some(SectionInfo { kind, raw_len: len }))
     }
@@ -312,7 +318,13 @@ impl<R: Read> SnapshotReader<R> {
         while n < out.len() {
             if self.chunk_pos == self.chunk_len {
                 match &self.body {
-                    Some(b) if b.unloaded > 0 => self.load_chunk()?,
+                    Some(b) if b.unloaded > 0 => {
+                        // A chunk that fits what is left of `out` is decoded
+                        // straight into it: no copy through the chunk buffer.
+                        let direct = self.load_chunk(Some(&mut out[n..]))?;
+                        n += direct;
+                        continue;
+                    }
                     _ => break,
                 }
             }
@@ -525,7 +537,9 @@ impl<R: Read> SnapshotReader<R> {
         loop {
             self.chunk_pos = self.chunk_len;
             match &self.body {
-                Some(b) if b.unloaded > 0 => self.load_chunk()?,
+                Some(b) if b.unloaded > 0 => {
+                    self.load_chunk(None)?;
+                }
                 _ => break,
             }
         }
@@ -535,10 +549,17 @@ impl<R: Read> SnapshotReader<R> {
 
     /// Reads, checks and decodes the next chunk of the body; after the last
     /// one, reads and checks the section checksum.
-    fn load_chunk(&mut self) -> CoreResult<()> {
+    /// Reads, checks and decodes the next chunk. When `direct` is given and
+    /// the chunk's raw bytes fit in it, they are decoded straight into it
+    /// and their count returned; otherwise they go to the chunk buffer and 0
+    /// is returned. After the last chunk the section checksum is checked
+    /// before returning, so a caller never gets `Ok` for unverified bytes
+    /// (on an error, what was written into `direct` is unspecified).
+    fn load_chunk(&mut self, direct: Option<&mut [u8]>) -> CoreResult<usize> {
         let Some(body) = &mut self.body else {
             return Err(invalid("no section open"));
         };
+        let mut delivered = 0;
         if body.unloaded > 0 {
             let mut h = [0u8; CHUNK_HEADER_LEN];
             self.inp.get(&mut h)?;
@@ -548,15 +569,24 @@ impl<R: Read> SnapshotReader<R> {
             if raw == 0 || raw > CHUNK_RAW_MAX || raw as u64 > body.unloaded {
                 return Err(invalid(format!("chunk declares {raw} raw bytes")));
             }
-            if self.chunk.len() < CHUNK_RAW_MAX {
-                self.chunk.resize(CHUNK_RAW_MAX, 0);
-            }
+            let dst: &mut [u8] = match direct {
+                Some(d) if d.len() >= raw => {
+                    delivered = raw;
+                    &mut d[..raw]
+                }
+                _ => {
+                    if self.chunk.len() < CHUNK_RAW_MAX {
+                        self.chunk.resize(CHUNK_RAW_MAX, 0);
+                    }
+                    &mut self.chunk[..raw]
+                }
+            };
             match codec {
                 CODEC_STORED => {
                     if stored != raw {
                         return Err(invalid("stored chunk lengths differ"));
                     }
-                    self.inp.get(&mut self.chunk[..raw])?;
+                    self.inp.get_data(dst)?;
                 }
                 CODEC_ZSTD => {
                     if stored == 0 || stored > CHUNK_STORED_MAX {
@@ -575,7 +605,7 @@ impl<R: Read> SnapshotReader<R> {
                     // The output window is exactly `raw` bytes: a frame that
                     // expands further fails instead of allocating.
                     let n = d
-                        .decompress_to_buffer(&self.packed[..stored], &mut self.chunk[..raw])
+                        .decompress_to_buffer(&self.packed[..stored], dst)
                         .map_err(|e| invalid(format!("corrupt compressed chunk: {e}")))?;
                     if n != raw {
                         return Err(invalid("compressed chunk decodes to the wrong length"));
@@ -584,9 +614,9 @@ impl<R: Read> SnapshotReader<R> {
                 other => return Err(invalid(format!("unknown chunk codec {other}"))),
             }
             body.unloaded -= raw as u64;
-            super::format::hash_update(&mut body.hasher, &self.chunk[..raw]);
+            super::format::hash_update(&mut body.hasher, dst);
             self.chunk_pos = 0;
-            self.chunk_len = raw;
+            self.chunk_len = if delivered > 0 { 0 } else { raw };
         }
         if body.unloaded == 0 {
             // Checked before the last bytes are handed out.
@@ -600,7 +630,7 @@ impl<R: Read> SnapshotReader<R> {
                 )));
             }
         }
-        Ok(())
+        Ok(delivered)
     }
 }
 

@@ -64,6 +64,15 @@ impl<W: Write> HashingWriter<W> {
         self.written += bytes.len() as u64;
         Ok(())
     }
+
+    /// Stored chunk data: written, but left out of the file checksum and the
+    /// signature (they are the section's raw bytes, which its checksum
+    /// covers, and they cover that checksum).
+    fn put_data(&mut self, bytes: &[u8]) -> CoreResult<()> {
+        self.inner.write_all(bytes).map_err(io_err)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
 }
 
 /// The section being written.
@@ -372,7 +381,13 @@ impl<W: Write> SnapshotWriter<W> {
         // Split borrows: `out` is written, `chunk`/`packed` read.
         let out = &mut self.out;
         out.put(&h)?;
-        out.put(data)
+        if codec == CODEC_STORED {
+            out.put_data(data)
+        } else {
+            // Compressed bytes are hashed too: a flip that still decodes to
+            // the same content must not go unnoticed.
+            out.put(data)
+        }
     }
 
     fn end(&mut self) -> CoreResult<()> {

@@ -54,22 +54,18 @@ def response(
 def invoker(
     rec: FunctionRecord, config: GatewayConfig, spawns: Counter, body: InvokeRequest
 ) -> partial[bytes]:
-    """The executor-thread work of one function invoke (a fresh instance,
-    after the function's init export when it has one)."""
+    """The executor-thread work of one function invoke, on a fresh instance
+    (of a pre-initialised function: one that starts from the image its
+    init export left at load time)."""
     fn = rec.fn
     if fn is None:
         raise ApiError("internal", "the function failed to load on this server")
     args, inputs = prepare(body, config.max_args, config.max_body_bytes)
     export = body.export
-    init = rec.init_export
 
     def run() -> Any:
         spawns.inc()
-        if init is None:
-            return fn.invoke(export, args, inputs=inputs)
-        with fn.instantiate() as inst:
-            inst.invoke(init)
-            return inst.invoke(export, args, inputs=inputs)
+        return fn.invoke(export, args, inputs=inputs)
 
     return partial(call, run, rec.id, body.output_encoding)
 

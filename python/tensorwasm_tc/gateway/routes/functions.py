@@ -69,17 +69,24 @@ async def create_function(body: CreateFunction, request: Request) -> Response:
             "this server has no TensorCast store configured, so artifacts cannot be bound",
         )
 
+    init = body.init_export
+
     def compile_() -> Function:
         if not wasm.startswith(b"\0asm"):
             raise ApiError("invalid_wasm", "wasm_b64 must hold a binary module (\\0asm header)")
         try:
-            return gw.runtime_for(limits).load(wasm)
+            # With init_export the initialiser runs here, once: its traps and
+            # limits are the deploy's errors, and every later instance starts
+            # from the state it leaves.
+            return gw.runtime_for(limits).load(wasm, init_export=init)
         except TensorWasmError as err:
+            if init is not None and err.kind == "missing_export":
+                raise ApiError(
+                    "missing_export", f"init_export {init!r} is not an exported function"
+                ) from None
             raise from_core(err) from None
 
     fn = await gw.run(compile_)
-    if body.init_export is not None and body.init_export not in fn.exports:
-        raise ApiError("missing_export", f"init_export {body.init_export!r} is not an export")
     rec = FunctionRecord(
         id=new_id("fn"),
         name=body.name,
