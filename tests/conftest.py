@@ -24,6 +24,16 @@ def tensor_wasm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         yield home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tensorcast_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Points ``TENSORCAST_HOME`` at a per-session temporary directory, so no
+    test sees (or leaves) session files of real daemons."""
+    home = tmp_path_factory.mktemp("tensorcast-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TENSORCAST_HOME", str(home))
+        yield home
+
+
 @pytest.fixture
 def rt() -> Runtime:
     """A runtime with default limits and no disk cache."""

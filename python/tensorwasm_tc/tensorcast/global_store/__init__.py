@@ -1,0 +1,1 @@
+"""The TensorCast Global Store."""
