@@ -4,6 +4,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, BinaryIO, ClassVar, final
 
+from typing_extensions import Buffer
+
 __version__: str
 
 class TensorWasmError(Exception):
@@ -241,3 +243,23 @@ def module_cache_stats() -> dict[str, int]:
 
 def module_cache_clear() -> None:
     """Empties the in-memory level of the module cache (disk is untouched)."""
+
+def blake3_digest(data: Buffer) -> bytes:
+    """BLAKE3 (32 bytes) of a buffer, on every core for large ones; GIL released."""
+
+def blake3_chunks(data: Buffer, chunk_bytes: int) -> list[bytes]:
+    """BLAKE3 of every ``chunk_bytes`` piece of a buffer (the last may be shorter)."""
+
+def send_all(fd: int, data: Buffer, offset: int = 0, length: int | None = None) -> None:
+    """Sends ``length`` bytes of ``data`` from ``offset`` on socket ``fd``; GIL released."""
+
+def recv_into(
+    fd: int,
+    buffer: Buffer,
+    offset: int,
+    length: int,
+    chunk_bytes: int = 0,
+    digests: Sequence[bytes] | None = None,
+) -> int:
+    """Receives exactly ``length`` bytes into ``buffer[offset:]``; with ``digests``
+    checks each ``chunk_bytes`` chunk and returns the first bad chunk's index, else -1."""

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod kernels;
 pub mod snapshot;
 pub mod tensor;
+pub mod transfer;
 
 #[cfg(feature = "python")]
 mod py;
@@ -40,5 +41,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::snapshot::restore, m)?)?;
     m.add_function(wrap_pyfunction!(py::snapshot::snapshot_inspect, m)?)?;
     m.add("SNAPSHOT_VERSION", snapshot::SNAPSHOT_VERSION)?;
+    m.add_function(wrap_pyfunction!(py::transfer::blake3_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(py::transfer::blake3_chunks, m)?)?;
+    m.add_function(wrap_pyfunction!(py::transfer::send_all, m)?)?;
+    m.add_function(wrap_pyfunction!(py::transfer::recv_into, m)?)?;
     Ok(())
 }

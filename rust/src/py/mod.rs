@@ -8,3 +8,4 @@ pub mod ops;
 pub mod snapshot;
 pub mod sysio;
 pub mod tensor;
+pub mod transfer;
