@@ -1,10 +1,11 @@
 #!/bin/sh
-# Regenerates python/tensorwasm_tc/tensorcast/_proto/ from proto/.
+# Regenerates python/tensorwasm_tc/tensorcast/_proto/ (or the directory given
+# as the first argument) from proto/.
 # Needs grpcio-tools (the test extra installs it); the generated files are
 # committed, so running the package needs only grpcio and protobuf.
 set -eu
 cd "$(dirname "$0")/.."
-out=python/tensorwasm_tc/tensorcast/_proto
+out=${1:-python/tensorwasm_tc/tensorcast/_proto}
 rm -rf "$out"
 mkdir -p "$out"
 python3 -m grpc_tools.protoc -I proto \

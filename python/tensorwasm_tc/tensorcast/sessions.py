@@ -57,6 +57,8 @@ class SessionRecord:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running and not a zombie (a zombie has exited; only its parent's wait
+    is due)."""
     if pid <= 0:
         return False
     try:
@@ -65,7 +67,11 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def write_session(rec: SessionRecord, home: Path | None = None) -> Path:
