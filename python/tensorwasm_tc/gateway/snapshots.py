@@ -61,9 +61,11 @@ def save(gw: Gateway, rec: InstanceRecord, compression: str | None, level: int) 
     try:
         # The instance's lock: an invoke of the same instance waits for the
         # snapshot, and the snapshot never sees half an invoke.
-        with rec.lock:
+        # Written through a file object: a path would be fsynced, and this
+        # spool file is deleted as soon as it is open for streaming.
+        with rec.lock, path.open("wb") as out:
             rec.instance.snapshot(
-                path,
+                out,
                 embed_module=True,
                 compression=compression,
                 level=level,
