@@ -18,7 +18,10 @@ from tensorwasm_tc.tensorcast.global_store.client import GlobalStoreClient, Glob
 from tensorwasm_tc.tensorcast.global_store.config import GlobalStoreConfig
 from tensorwasm_tc.tensorcast.global_store.server import GlobalStoreServer
 
-HEARTBEAT_TIMEOUT_MS = 400
+# Long enough that no worker dies by accident on a loaded machine; the test
+# of death by silence uses its own short timeout.
+HEARTBEAT_TIMEOUT_MS = 30_000
+SHORT_HEARTBEAT_TIMEOUT_MS = 400
 
 ServerFactory = Callable[..., GlobalStoreServer]
 
@@ -101,8 +104,13 @@ def test_heartbeat_of_unknown_worker_says_unknown(gs: GlobalStoreClient) -> None
 
 
 def test_worker_without_heartbeat_dies_and_its_replicas_hide_until_it_returns(
-    gs: GlobalStoreClient,
+    make_server: ServerFactory, tmp_path: Path
 ) -> None:
+    server = make_server(
+        heartbeat_timeout_ms=SHORT_HEARTBEAT_TIMEOUT_MS,
+        database_path=str(tmp_path / "short.db"),
+    )
+    gs = GlobalStoreClient(server.address)
     worker(gs, "w1")
     worker(gs, "w2")
     gs.register_artifact(manifest=manifest(), worker_id="w1", tier=pb.TIER_MEMORY)
@@ -122,6 +130,7 @@ def test_worker_without_heartbeat_dies_and_its_replicas_hide_until_it_returns(
     assert code_of(e) == "NOT_FOUND"
     assert gs.heartbeat(worker_id="w1").known is True  # back from the dead
     assert gs.pick_source(artifact_id="a1", worker_id="w2").source.worker_id == "w1"
+    gs.close()
 
 
 def test_unregister_removes_worker_and_replicas(gs: GlobalStoreClient) -> None:

@@ -11,25 +11,25 @@ every id):
 * ``DEFAULT_CHUNK_BYTES = 4 MiB``: the unit of checksums and of P2P transfer;
   large enough that per-chunk overhead is negligible, small enough that a
   corrupted chunk costs little to refetch.
-* Checksums are BLAKE2b with a 32-byte digest (``hashlib.blake2b``; it
-  releases the GIL on large buffers, so chunks hash in parallel threads).
-* The artifact id is the hex BLAKE2b-256 of the canonical JSON of the tensor
+* Checksums are BLAKE3 (32-byte digest) of each chunk, computed natively on
+  every core with the GIL released (``_core.blake3_chunks``). A chunk's
+  digest does not depend on its neighbours, so each P2P stream verifies its
+  own range as it lands (``_core.recv_into``).
+* The artifact id is the hex BLAKE3 of the canonical JSON of the tensor
   specs, ``total_bytes``, ``chunk_bytes`` and the concatenated chunk checksums:
   the same tensors in the same order give the same id on every host.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 
+from tensorwasm_tc import _core
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
 from tensorwasm_tc.tensorcast.errors import ArtifactError
 
@@ -187,29 +187,17 @@ def chunk_ranges(total_bytes: int, chunk_bytes: int) -> list[tuple[int, int]]:
     return [(o, min(chunk_bytes, total_bytes - o)) for o in range(0, total_bytes, chunk_bytes)]
 
 
-_HASH_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _HASH_POOL
-    if _HASH_POOL is None:
-        _HASH_POOL = ThreadPoolExecutor(
-            max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="tc-hash"
-        )
-    return _HASH_POOL
-
-
 def chunk_digest(data: memoryview | bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+    """BLAKE3 of one chunk."""
+    return _core.blake3_digest(data)
 
 
-def chunk_checksums(buf: memoryview | bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[bytes]:
-    """Checksums of every chunk, hashed in parallel threads."""
-    mv = memoryview(buf)
-    ranges = chunk_ranges(mv.nbytes, chunk_bytes)
-    if len(ranges) <= 1:
-        return [chunk_digest(mv[o : o + n]) for o, n in ranges]
-    return list(_pool().map(lambda r: chunk_digest(mv[r[0] : r[0] + r[1]]), ranges))
+def chunk_checksums(buf: Any, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[bytes]:
+    """BLAKE3 of every ``chunk_bytes`` chunk of ``buf`` (any buffer, e.g. an
+    mmap), hashed natively on every core with the GIL released."""
+    if chunk_bytes <= 0:
+        raise ArtifactError("chunk_bytes must be positive", "INVALID_ARGUMENT")
+    return _core.blake3_chunks(buf, chunk_bytes)
 
 
 def artifact_id(
@@ -227,11 +215,7 @@ def artifact_id(
         separators=(",", ":"),
         sort_keys=True,
     ).encode()
-    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    h.update(canon)
-    for c in checksums:
-        h.update(c)
-    return h.hexdigest()
+    return _core.blake3_digest(canon + b"".join(checksums)).hex()
 
 
 def fill(

@@ -7,9 +7,10 @@ Wire format (one TCP connection per stream, one request per connection):
   ``{"error":"...","code":"NOT_FOUND"}\\n`` and the connection closes.
 
 The server sends with ``os.sendfile`` straight from the memfd (or the durable
-file); the puller receives with ``recv_into`` straight into the destination
-mapping and checks every chunk against the manifest's checksum before it
-counts. This module never decides *where* to pull from; the server does.
+file); the puller receives with the native ``_core.recv_into`` (GIL released)
+straight into the destination mapping, checking every chunk against the
+manifest's BLAKE3 checksum as it lands. This module never decides *where* to
+pull from; the server does.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any, Final
 
 from prometheus_client import Counter
 
+from tensorwasm_tc import _core
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
-from tensorwasm_tc.tensorcast.daemon import layout
 from tensorwasm_tc.tensorcast.daemon._listener import Listener
 from tensorwasm_tc.tensorcast.errors import ArtifactError
 
@@ -146,14 +147,9 @@ class P2PServer(Listener):
             pos += n
 
 
-def _recv_exact_into(sock: socket.socket, view: memoryview) -> None:
-    got = 0
-    total = view.nbytes
-    while got < total:
-        n = sock.recv_into(view[got:], total - got)
-        if n == 0:
-            raise ArtifactError("p2p: peer closed the stream early", "UNAVAILABLE")
-        got += n
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
@@ -182,7 +178,6 @@ def _pull_range(
         raise ArtifactError(f"p2p: cannot reach {address}: {e}", "UNAVAILABLE") from e
     with sock:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             _send_line(
                 sock,
                 {"artifact_id": manifest.artifact_id, "offset": start, "length": end - start},
@@ -194,17 +189,24 @@ def _pull_range(
                 )
             if int(head.get("length", -1)) != end - start:
                 raise ArtifactError(f"p2p {address}: wrong length in reply", "DATA_LOSS")
-            for i in range(first_chunk, last_chunk):
-                o = i * chunk
-                # `with` releases the slice even on error, so the caller can unmap.
-                with dest[o : min(o + chunk, total)] as view:
-                    _recv_exact_into(sock, view)
-                    ok = layout.chunk_digest(view) == manifest.chunk_checksums[i]
-                if not ok:
-                    raise ArtifactError(
-                        f"p2p {address}: checksum mismatch in chunk {i} of {manifest.artifact_id}",
-                        "DATA_LOSS",
-                    )
+            # The native receive loop needs a blocking descriptor (a Python
+            # timeout makes it non-blocking); the kernel timeout bounds a stall.
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            bad = _core.recv_into(
+                sock.fileno(),
+                dest,
+                start,
+                end - start,
+                chunk,
+                list(manifest.chunk_checksums[first_chunk:last_chunk]),
+            )
+            if bad >= 0:
+                raise ArtifactError(
+                    f"p2p {address}: checksum mismatch in chunk {first_chunk + bad} of "
+                    f"{manifest.artifact_id}",
+                    "DATA_LOSS",
+                )
         except OSError as e:
             raise ArtifactError(f"p2p {address}: {e}", "UNAVAILABLE") from e
     P2P_BYTES.labels("in").inc(end - start)

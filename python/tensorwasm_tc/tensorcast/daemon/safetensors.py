@@ -4,8 +4,10 @@ Format: an 8-byte little-endian header length N, N bytes of JSON
 (``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``,
 offsets relative to the byte after the header), then the data. Every length
 is checked before anything is allocated. The data moves once, file to memfd,
-in the kernel (``copy_file_range``) or with ``preadv`` straight into the
-mapping when the kernel refuses; tensors are re-aligned to 64 bytes on the way.
+in the kernel (``sendfile``, else ``copy_file_range``) or with ``preadv``
+straight into the mapping when the kernel refuses; tensors are re-aligned to
+64 bytes on the way. The daemon then hashes the memfd's mapping natively
+(BLAKE3 per chunk): no further copy.
 """
 
 from __future__ import annotations
@@ -96,7 +98,20 @@ def parse_header(
 
 
 def _copy(src: int, dst: int, n: int, src_off: int, dst_off: int, mm: mmap.mmap | None) -> None:
+    """Moves ``n`` bytes file -> memfd once, in the kernel when it can:
+    ``sendfile`` into the memfd (measured fastest: the pages are allocated and
+    filled in one pass), else ``copy_file_range`` (which refuses most
+    cross-filesystem pairs), else ``preadv`` straight into the mapping."""
     done = 0
+    try:
+        os.lseek(dst, dst_off, os.SEEK_SET)
+        while done < n:
+            k = os.sendfile(dst, src, src_off + done, n - done)
+            if k <= 0:
+                break
+            done += k
+    except OSError:
+        pass
     while done < n:
         try:
             k = os.copy_file_range(src, dst, n - done, src_off + done, dst_off + done)

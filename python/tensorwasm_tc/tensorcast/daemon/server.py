@@ -288,8 +288,9 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
     def _ingest(
         self, fd: int, specs: list[gs_pb2.TensorSpec], total: int, policy: str
     ) -> tuple[tier.Entry, bool]:
-        """Takes ownership of a sealed memfd: checksums it, derives the id,
-        puts it in the tier (and on disk for durable)."""
+        """Takes ownership of a sealed memfd: checksums it (natively, over a
+        read-only mapping: no copy), derives the id, puts it in the tier (and
+        on disk for durable)."""
         try:
             if policy not in POLICIES:
                 raise ArtifactError(
@@ -305,7 +306,7 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
             if total:
                 mm = mmap.mmap(fd, total, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
                 try:
-                    sums = layout.chunk_checksums(memoryview(mm), chunk)
+                    sums = layout.chunk_checksums(mm, chunk)
                 finally:
                     mm.close()
             else:

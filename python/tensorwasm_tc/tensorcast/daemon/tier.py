@@ -262,8 +262,8 @@ class StableTier:
         entry.on_disk = True
 
     def load_from_disk(self, artifact_id: str, verify: bool = True) -> Blob:
-        """Reads a durable blob into a new sealed memfd (one pass), verifying
-        its chunk checksums."""
+        """Reads a durable blob into a new sealed memfd (one kernel copy),
+        verifying its chunk checksums."""
         e = self.get(artifact_id)
         if e is None or not e.on_disk:
             raise ArtifactError(f"artifact {artifact_id} is not on disk", "NOT_FOUND")
@@ -275,21 +275,24 @@ class StableTier:
                 if os.fstat(f.fileno()).st_size != size:
                     raise ArtifactError(f"{blob_path}: wrong size on disk", "DATA_LOSS")
                 if size:
-                    mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
-                    try:
-                        mv = memoryview(mm)
-                        got = f.readinto(mv)
-                        if got != size:
+                    # One kernel copy, file -> memfd (sendfile allocates and
+                    # fills the pages in one pass), then hash the mapping.
+                    off = 0
+                    while off < size:
+                        n = os.sendfile(fd, f.fileno(), off, size - off)
+                        if n <= 0:
                             raise ArtifactError(f"{blob_path}: short read", "DATA_LOSS")
-                        if verify:
-                            sums = layout.chunk_checksums(mv, e.manifest.chunk_bytes)
-                            if sums != list(e.manifest.chunk_checksums):
-                                raise ArtifactError(
-                                    f"{blob_path}: checksum mismatch on disk", "DATA_LOSS"
-                                )
-                        mv.release()
-                    finally:
-                        mm.close()
+                        off += n
+                    if verify:
+                        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+                        try:
+                            sums = layout.chunk_checksums(mm, e.manifest.chunk_bytes)
+                        finally:
+                            mm.close()
+                        if sums != list(e.manifest.chunk_checksums):
+                            raise ArtifactError(
+                                f"{blob_path}: checksum mismatch on disk", "DATA_LOSS"
+                            )
             seal(fd)
         except BaseException:
             os.close(fd)
