@@ -47,6 +47,9 @@ class DaemonConfig:
     socket_path: str = ""
     max_inline_bytes: int = 256 << 20
     worker_id: str = ""
+    # Prometheus /metrics port: 0 = a free port (recorded in the session
+    # file and in Status), -1 = off.
+    metrics_port: int = 0
     global_store: GlobalStoreConfig = field(default_factory=GlobalStoreConfig)
     p2p: P2PConfig = field(default_factory=P2PConfig)
     #: Test-only fault injection: flip one byte of every chunk this daemon serves
@@ -70,6 +73,7 @@ class DaemonConfig:
             socket_path=str(raw.get("socket_path") or ""),
             max_inline_bytes=int(raw.get("max_inline_bytes", 256 << 20)),
             worker_id=str(raw.get("worker_id") or ""),
+            metrics_port=int(raw.get("metrics_port", 0)),
             global_store=GlobalStoreConfig(
                 mode=mode,  # type: ignore[arg-type]
                 address=str(gs.get("address") or ""),

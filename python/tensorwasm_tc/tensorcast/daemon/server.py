@@ -27,11 +27,13 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import Counter
 
 from tensorwasm_tc.tensorcast import sessions
+from tensorwasm_tc.tensorcast._metrics_http import start_metrics_http
 from tensorwasm_tc.tensorcast._proto.tensorcast.daemon.v1 import daemon_pb2, daemon_pb2_grpc
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
 from tensorwasm_tc.tensorcast.daemon import layout, p2p, safetensors, tier
@@ -838,6 +840,8 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
 
     fdchan = FdChannelServer(svc.socket_path, svc.handle_fd_request)
     gs_proc: subprocess.Popen[bytes] | None = None
+    metrics_http: WSGIServer | None = None
+    metrics_address = ""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -858,6 +862,13 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
         server.start()
         p2p_server.start()
         fdchan.start()
+        if cfg.metrics_port >= 0:
+            import prometheus_client
+
+            metrics_http = start_metrics_http(
+                cfg.host, cfg.metrics_port, prometheus_client.REGISTRY, "tc-daemon-metrics"
+            )
+            metrics_address = f"{cfg.host}:{metrics_http.server_port}"
         record = sessions.SessionRecord(
             session_id=session_id,
             kind="daemon",
@@ -868,6 +879,7 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
             p2p_address=svc.p2p_address,
             socket_path=str(svc.socket_path),
             global_store_address=svc.gs_address,
+            metrics_address=metrics_address,
             owner_pid=owner_pid,
         )
         session_file = sessions.write_session(record)
@@ -899,6 +911,9 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
         server.stop(grace=1.0).wait(2.0)
         p2p_server.close()
         fdchan.close()
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
         svc.stop()
         if gs_proc is not None:
             gs_proc.terminate()

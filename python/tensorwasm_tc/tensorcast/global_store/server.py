@@ -14,20 +14,19 @@ import hmac
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from types import FrameType
 from typing import Any, Final, NoReturn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tensorwasm_tc.tensorcast._metrics_http import start_metrics_http
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import (
     global_store_pb2 as pb,
 )
@@ -223,36 +222,6 @@ class _Servicer:
         )
 
 
-class _MetricsHTTPServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _MetricsHTTPServer6(_MetricsHTTPServer):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def _start_metrics_http(host: str, port: int, registry: CollectorRegistry) -> WSGIServer:
-    """Serves ``/metrics`` of ``registry`` on a daemon thread. Like
-    prometheus_client's ``start_http_server``, but polls for shutdown every
-    50 ms instead of 500 ms, so stopping a Global Store is prompt."""
-    cls = _MetricsHTTPServer6 if ":" in host else _MetricsHTTPServer
-    httpd = make_server(
-        host.strip("[]"), port, make_wsgi_app(registry), cls, handler_class=_QuietHandler
-    )
-    threading.Thread(
-        target=httpd.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="global-store-metrics",
-        daemon=True,
-    ).start()
-    return httpd
-
-
 def _client_host(host: str) -> str:
     """The host a local client dials for a server bound to ``host``."""
     if host in ("", "0.0.0.0", "::", "[::]"):
@@ -324,7 +293,9 @@ class GlobalStoreServer:
                 raise OSError(f"cannot listen on {bind} (address in use?)")
             self.port = port
             if cfg.metrics_port >= 0:
-                httpd = _start_metrics_http(cfg.metrics_host, cfg.metrics_port, metrics.registry)
+                httpd = start_metrics_http(
+                    cfg.metrics_host, cfg.metrics_port, metrics.registry, "global-store-metrics"
+                )
                 self._metrics_http = httpd
                 self.metrics_port = int(httpd.server_port)
             server.start()
