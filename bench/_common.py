@@ -367,7 +367,13 @@ def format_table(results: Sequence[BenchResult], *, peer_name: str = "peer") -> 
                 r.status(),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return layout_rows(rows)
+
+
+def layout_rows(rows: Sequence[Sequence[str]]) -> str:
+    """Aligns ``rows`` (the first one a header, underlined) as plain text: the
+    first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for idx, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])]

@@ -78,6 +78,7 @@ try:
         format_duration,
         format_table,
         import_package,
+        layout_rows,
         median,
         non_negative_int,
         positive_int,
@@ -96,6 +97,7 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         format_duration,
         format_table,
         import_package,
+        layout_rows,
         median,
         non_negative_int,
         positive_int,
@@ -680,15 +682,7 @@ def throughput_table(results: Sequence[BenchResult]) -> str:
         )
     if len(rows) == 1:
         return ""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for idx, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
-        if idx == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return layout_rows(rows)
 
 
 # --------------------------------------------------------------------------

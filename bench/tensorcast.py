@@ -76,6 +76,7 @@ try:
         finish,
         format_table,
         import_package,
+        layout_rows,
         median,
         positive_int,
         progress,
@@ -92,6 +93,7 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         finish,
         format_table,
         import_package,
+        layout_rows,
         median,
         positive_int,
         progress,
@@ -823,15 +825,7 @@ def throughput_table(results: Sequence[BenchResult]) -> str:
         )
     if len(rows) == 1:
         return ""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for idx, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
-        if idx == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return layout_rows(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -178,16 +178,22 @@ class Runtime:
             wasm = wasm.tobytes()
         inner = _core.load(
             wasm,
-            cache_dir=self.cache_dir,
-            max_module_bytes=self.max_module_bytes,
-            max_memory_bytes=self.max_memory_bytes,
-            max_table_elements=self.max_table_elements,
-            deadline_ms=self.deadline_ms,
-            max_output_bytes=self.max_output_bytes,
+            **self._limits(),
             bindings=None if bindings is None else {k: dict(v) for k, v in bindings.items()},
             init_export=init_export,
         )
         return Function(inner, self)
+
+    def _limits(self) -> dict[str, Any]:
+        """The module cache and limits every function this runtime loads gets."""
+        return {
+            "cache_dir": self.cache_dir,
+            "max_module_bytes": self.max_module_bytes,
+            "max_memory_bytes": self.max_memory_bytes,
+            "max_table_elements": self.max_table_elements,
+            "deadline_ms": self.deadline_ms,
+            "max_output_bytes": self.max_output_bytes,
+        }
 
     def restore(
         self,
@@ -206,12 +212,7 @@ class Runtime:
         inner, meta = _core.restore(
             _fspath(source),
             None if function is None else function._inner,
-            cache_dir=self.cache_dir,
-            max_module_bytes=self.max_module_bytes,
-            max_memory_bytes=self.max_memory_bytes,
-            max_table_elements=self.max_table_elements,
-            deadline_ms=self.deadline_ms,
-            max_output_bytes=self.max_output_bytes,
+            **self._limits(),
             signing_key=self.snapshot_key,
             require_signature=self.require_signature,
         )

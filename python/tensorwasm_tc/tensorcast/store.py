@@ -44,26 +44,21 @@ class Store:
     ) -> str:
         """Stores ``tensors`` as an artifact (and maps ``key`` to it); returns
         its content-derived id."""
-        _check_policy(policy)
-        with _metrics.operation("register", key=key) as op:
-            resp = retry.call_with_retry(
-                "register",
-                self.opts.retry_for("register"),
-                lambda _remaining: self.client.register(tensors, key=key, policy=policy),
-            )
-            op.set_artifact_id(resp.artifact_id)
-            return str(resp.artifact_id)
+        return self._register("register", tensors, key, policy)
 
     def put(self, tensors: Mapping[str, Any], key: str, policy: str = "cache") -> str:
         """Registers ``tensors`` and points ``key`` at them; the next get of
         ``key`` sees the new artifact (the swap is atomic)."""
         if not key:
             raise ArtifactError("put needs a key", "INVALID_ARGUMENT")
+        return self._register("put", tensors, key, policy)
+
+    def _register(self, verb: str, tensors: Mapping[str, Any], key: str | None, policy: str) -> str:
         _check_policy(policy)
-        with _metrics.operation("put", key=key) as op:
+        with _metrics.operation(verb, key=key) as op:
             resp = retry.call_with_retry(
-                "put",
-                self.opts.retry_for("put"),
+                verb,
+                self.opts.retry_for(verb),
                 lambda _remaining: self.client.register(tensors, key=key, policy=policy),
             )
             op.set_artifact_id(resp.artifact_id)

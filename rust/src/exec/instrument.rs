@@ -216,16 +216,8 @@ fn reader<'a>(binary: &'a [u8], s: &RawSection) -> BinaryReader<'a> {
     BinaryReader::new(&binary[s.payload.clone()], s.payload.start as u64)
 }
 
-pub fn write_leb_u32(out: &mut Vec<u8>, mut v: u32) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
+pub fn write_leb_u32(out: &mut Vec<u8>, v: u32) {
+    write_leb_u64(out, u64::from(v));
 }
 
 fn write_leb_u64(out: &mut Vec<u8>, mut v: u64) {

@@ -439,10 +439,7 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let out = Tensor::uninit_in(self.dtype, &self.shape, budget)?;
-        let dst = out.data_mut_ptr()?;
-        self.copy_strided_to(dst);
-        Ok(out)
+        self.copy_in(budget)
     }
 
     /// A new contiguous, writable copy of the elements (charged to `budget`).
