@@ -31,6 +31,9 @@ def tensorcast_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("tensorcast-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TENSORCAST_HOME", str(home))
+        # Daemons started by tests keep no warm reserve (each would fill up to
+        # 1 GiB in the background); the reserve's own tests turn it on.
+        mp.setenv("TENSORCAST_RESERVE_BYTES", "0")
         yield home
 
 

@@ -119,6 +119,7 @@ class Cluster:
         home: Path | None = None,
         config: dict[str, Any] | None = None,
         args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Proc:
         self._n += 1
         name = name or f"d{self._n}"
@@ -138,7 +139,7 @@ class Cluster:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tensorwasm_tc.tensorcast.daemon", "--config", str(cfg),
                  "--session-id", name, *(args or [])],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env(home),
+                stdout=out, stderr=subprocess.STDOUT, env={**self.env(home), **(env or {})},
             )  # fmt: skip
         p = Proc(proc, _wait_session(home, name, proc, log), log, home)
         self.procs.append(p)

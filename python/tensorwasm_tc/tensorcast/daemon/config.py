@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,10 @@ from typing import Any, Literal
 import yaml
 
 from tensorwasm_tc.tensorcast.daemon.layout import DEFAULT_CHUNK_BYTES
+
+DEFAULT_RESERVE_BYTES = 1 << 30
+#: Overrides ``memory_tiers.reserve_bytes`` (e.g. 0 on small machines and in tests).
+RESERVE_ENV = "TENSORCAST_RESERVE_BYTES"
 
 GlobalStoreMode = Literal["none", "connect", "start"]
 GLOBAL_STORE_MODES = ("none", "connect", "start")
@@ -43,6 +48,8 @@ class DaemonConfig:
     listen_port: int = 50052
     p2p_port: int = 0
     stable_bytes: int = 8 << 30
+    # Warm shared memory kept for the next incoming artifact (see reserve.py).
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES
     storage_path: str = ""
     socket_path: str = ""
     max_inline_bytes: int = 256 << 20
@@ -69,6 +76,7 @@ class DaemonConfig:
             listen_port=int(raw.get("listen_port", 50052)),
             p2p_port=int(raw.get("p2p_port", 0)),
             stable_bytes=int(tiers.get("stable_bytes", 8 << 30)),
+            reserve_bytes=_reserve_bytes(tiers),
             storage_path=str(raw.get("storage_path") or ""),
             socket_path=str(raw.get("socket_path") or ""),
             max_inline_bytes=int(raw.get("max_inline_bytes", 256 << 20)),
@@ -90,6 +98,8 @@ class DaemonConfig:
         )
         if cfg.stable_bytes <= 0 or cfg.p2p.chunk_bytes <= 0:
             raise ValueError("memory_tiers.stable_bytes and p2p.chunk_bytes must be positive")
+        if cfg.reserve_bytes < 0:
+            raise ValueError("memory_tiers.reserve_bytes must be >= 0")
         return cfg
 
     @classmethod
@@ -127,6 +137,16 @@ class DaemonConfig:
     def config_hash(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _reserve_bytes(tiers: dict[str, Any]) -> int:
+    env = os.environ.get(RESERVE_ENV, "").strip()
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"{RESERVE_ENV} must be a byte count, not {env!r}") from None
+    return int(tiers.get("reserve_bytes", DEFAULT_RESERVE_BYTES))
 
 
 def packaged_config_path() -> Path:

@@ -13,16 +13,16 @@ straight into the mapping when the kernel refuses; tensors are re-aligned to
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
-from tensorwasm_tc.tensorcast.daemon import layout, tier
+from tensorwasm_tc.tensorcast.daemon import layout, reserve
 from tensorwasm_tc.tensorcast.errors import ArtifactError
 
 #: safetensors dtype -> manifest dtype (safetensors spec names).
@@ -97,12 +97,13 @@ def parse_header(
     return out, data_start
 
 
-def _copy(src: int, dst: int, n: int, src_off: int, dst_off: int, mm: mmap.mmap | None) -> None:
+def _copy(src: int, buf: reserve.Buffer, n: int, src_off: int, dst_off: int) -> None:
     """Moves ``n`` bytes file -> memfd once, in the kernel when it can:
-    ``sendfile`` into the memfd (measured fastest: the pages are allocated and
-    filled in one pass), else ``copy_file_range`` (which refuses most
-    cross-filesystem pairs), else ``preadv`` straight into the mapping."""
+    ``sendfile`` into the memfd (the pages are filled without being mapped),
+    else ``copy_file_range`` (which refuses most cross-filesystem pairs),
+    else ``preadv`` straight into the mapping."""
     done = 0
+    dst = buf.fd
     try:
         os.lseek(dst, dst_off, os.SEEK_SET)
         while done < n:
@@ -121,9 +122,7 @@ def _copy(src: int, dst: int, n: int, src_off: int, dst_off: int, mm: mmap.mmap 
             break
         done += k
     if done < n:
-        if mm is None:
-            raise ArtifactError("copy into the memfd failed", "INTERNAL")
-        view = memoryview(mm)[dst_off + done : dst_off + n]
+        view = buf.view()[dst_off + done : dst_off + n]
         try:
             while view.nbytes:
                 k = os.preadv(src, [view], src_off + done)
@@ -135,8 +134,13 @@ def _copy(src: int, dst: int, n: int, src_off: int, dst_off: int, mm: mmap.mmap 
             view.release()
 
 
-def read_into_memfd(path: str | Path) -> tuple[list[gs_pb2.TensorSpec], int, int]:
-    """(specs, total_bytes, sealed memfd) of a safetensors file."""
+def read_into_memfd(
+    path: str | Path,
+    acquire: Callable[[int, str], reserve.Buffer] = reserve.fresh,
+    chunk_bytes: int = layout.DEFAULT_CHUNK_BYTES,
+) -> tuple[list[gs_pb2.TensorSpec], int, int, list[bytes]]:
+    """(specs, total_bytes, sealed memfd, chunk checksums) of a safetensors
+    file; ``acquire`` gives the memfd to fill (the daemon's warm reserve)."""
     p = Path(path)
     try:
         f = open(p, "rb")  # noqa: SIM115 - kept open across the copy below
@@ -160,17 +164,17 @@ def read_into_memfd(path: str | Path) -> tuple[list[gs_pb2.TensorSpec], int, int
         if not specs:
             raise _bad(p, "no tensors")
         total = offset
-        fd = tier.new_memfd(f"tc-import-{p.name[:32]}", total)
+        buf = acquire(total, f"tc-import-{p.name[:32]}")
         try:
-            mm = mmap.mmap(fd, total, flags=mmap.MAP_SHARED) if total else None
+            for (_n, _d, _s, begin, end), spec in zip(entries, specs, strict=True):
+                _copy(f.fileno(), buf, end - begin, data_start + begin, spec.offset)
+            view = buf.view()
             try:
-                for (_n, _d, _s, begin, end), spec in zip(entries, specs, strict=True):
-                    _copy(f.fileno(), fd, end - begin, data_start + begin, spec.offset, mm)
+                sums = layout.chunk_checksums(view, chunk_bytes)
             finally:
-                if mm is not None:
-                    mm.close()
-            tier.seal(fd)
+                view.release()
+            fd = buf.seal()
         except BaseException:
-            os.close(fd)
+            buf.close()
             raise
-    return specs, total, fd
+    return specs, total, fd, sums

@@ -36,7 +36,7 @@ from tensorwasm_tc.tensorcast import sessions
 from tensorwasm_tc.tensorcast._metrics_http import start_metrics_http
 from tensorwasm_tc.tensorcast._proto.tensorcast.daemon.v1 import daemon_pb2, daemon_pb2_grpc
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
-from tensorwasm_tc.tensorcast.daemon import layout, p2p, safetensors, tier
+from tensorwasm_tc.tensorcast.daemon import layout, p2p, reserve, safetensors, tier
 from tensorwasm_tc.tensorcast.daemon.config import DaemonConfig
 from tensorwasm_tc.tensorcast.errors import ArtifactError
 from tensorwasm_tc.tensorcast.options import POLICIES
@@ -117,6 +117,7 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
         self.home = home or sessions.tensorcast_home()
         storage = Path(cfg.storage_path) if cfg.storage_path else self.home / "storage" / "default"
         self.tier = tier.StableTier(cfg.stable_bytes, storage)
+        self.reserve = reserve.Reserve(min(cfg.reserve_bytes, cfg.stable_bytes))
         self.worker_id = cfg.worker_id  # set in serve() once the address is known
         self.socket_path = (
             Path(cfg.socket_path)
@@ -288,11 +289,17 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
 
     # ------------------------------------------------------------ ingest
     def _ingest(
-        self, fd: int, specs: list[gs_pb2.TensorSpec], total: int, policy: str
+        self,
+        fd: int,
+        specs: list[gs_pb2.TensorSpec],
+        total: int,
+        policy: str,
+        sums: list[bytes] | None = None,
     ) -> tuple[tier.Entry, bool]:
         """Takes ownership of a sealed memfd: checksums it (natively, over a
-        read-only mapping: no copy), derives the id, puts it in the tier (and
-        on disk for durable)."""
+        read-only mapping: no copy) unless the daemon itself just wrote it and
+        passes ``sums``, derives the id, puts it in the tier (and on disk for
+        durable)."""
         try:
             if policy not in POLICIES:
                 raise ArtifactError(
@@ -305,7 +312,9 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
                     "RESOURCE_EXHAUSTED",
                 )
             chunk = self.cfg.p2p.chunk_bytes
-            if total:
+            if sums is not None:
+                pass
+            elif total:
                 mm = mmap.mmap(fd, total, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
                 try:
                     sums = layout.chunk_checksums(mm, chunk)
@@ -406,6 +415,7 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
     def Register(self, request: Any, context: grpc.ServicerContext) -> Any:
         total = int(request.total_bytes)
         which = request.WhichOneof("data")
+        sums: list[bytes] | None = None
         if which == "upload_token":
             with self._lock:
                 up = self._uploads.pop(request.upload_token, None)
@@ -433,18 +443,23 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
                 raise ArtifactError("inline data exceeds max_inline_bytes", "RESOURCE_EXHAUSTED")
             if len(data) != total:
                 raise ArtifactError("total_bytes does not match inline_data", "INVALID_ARGUMENT")
-            fd = tier.new_memfd("tc-inline", total)
+            buf = self.reserve.acquire(total, "tc-inline")
             try:
-                off = 0
-                while off < total:
-                    off += os.pwrite(fd, memoryview(data)[off:], off)
-                tier.seal(fd)
+                view = buf.view()
+                try:
+                    view[:] = data
+                    sums = layout.chunk_checksums(view, self.cfg.p2p.chunk_bytes) if total else []
+                finally:
+                    view.release()
+                fd = buf.seal()
             except BaseException:
-                os.close(fd)
+                buf.close()
                 raise
         else:
             raise ArtifactError("register needs upload_token or inline_data", "INVALID_ARGUMENT")
-        entry, present = self._ingest(fd, list(request.tensors), total, request.policy or "cache")
+        entry, present = self._ingest(
+            fd, list(request.tensors), total, request.policy or "cache", sums
+        )
         version = self._put_key(request.key, entry.artifact_id) if request.key else 0
         log.info(
             "registered %s (%d bytes, %s)",
@@ -459,8 +474,10 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
 
     @_rpc
     def ImportSafetensors(self, request: Any, context: grpc.ServicerContext) -> Any:
-        specs, total, fd = safetensors.read_into_memfd(request.path)
-        entry, _present = self._ingest(fd, specs, total, request.policy or "cache")
+        specs, total, fd, sums = safetensors.read_into_memfd(
+            request.path, self.reserve.acquire, self.cfg.p2p.chunk_bytes
+        )
+        entry, _present = self._ingest(fd, specs, total, request.policy or "cache", sums)
         version = self._put_key(request.key, entry.artifact_id) if request.key else 0
         return daemon_pb2.ImportSafetensorsResponse(
             artifact_id=entry.artifact_id, key_version=version
@@ -504,7 +521,7 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
         raise ArtifactError(f"artifact {artifact_id} is not available ({source})", "NOT_FOUND")
 
     def _load_disk(self, e: tier.Entry) -> tier.Blob:
-        blob = self.tier.load_from_disk(e.artifact_id)
+        blob = self.tier.load_from_disk(e.artifact_id, acquire=self.reserve.acquire)
         entry, present, evicted = self.tier.insert(e.manifest, e.policy, blob)
         self._on_evicted(evicted)
         if not present:
@@ -545,27 +562,22 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
                 raise ArtifactError(f"artifact {artifact_id} has no live replica", "NOT_FOUND")
             layout.validate_specs(manifest.tensors, manifest.total_bytes)
             total = int(manifest.total_bytes)
-            fd = tier.new_memfd(f"tc-{artifact_id[:16]}", total)
+            buf = self.reserve.acquire(total, f"tc-{artifact_id[:16]}")
             try:
-                if total:
-                    mm = mmap.mmap(fd, total, flags=mmap.MAP_SHARED)
-                    try:
-                        view = memoryview(mm)
-                        try:
-                            p2p.pull(
-                                src.p2p_address,
-                                manifest,
-                                view,
-                                streams=self.cfg.p2p.streams,
-                                timeout=self.cfg.p2p.timeout_seconds,
-                            )
-                        finally:
-                            view.release()
-                    finally:
-                        mm.close()
-                tier.seal(fd)
+                view = buf.view()
+                try:
+                    p2p.pull(
+                        src.p2p_address,
+                        manifest,
+                        view,
+                        streams=self.cfg.p2p.streams,
+                        timeout=self.cfg.p2p.timeout_seconds,
+                    )
+                finally:
+                    view.release()
+                fd = buf.seal()
             except BaseException as err:
-                os.close(fd)
+                buf.close()
                 if isinstance(err, ArtifactError) and err.status_code == "DATA_LOSS":
                     log.error("discarded pull of %s from %s: %s", artifact_id, src.p2p_address, err)
                 raise
@@ -723,6 +735,8 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
             global_store_address=self.gs_address,
             global_store_connected=self.gs_connected,
             pid=os.getpid(),
+            reserve_bytes=self.reserve.size,
+            reserve_ready_bytes=self.reserve.ready_bytes,
         )
 
     def p2p_lookup(self, artifact_id: str) -> tuple[int, bool] | None:
@@ -749,6 +763,7 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._uploads.clear()
+        self.reserve.close()
 
 
 # ---------------------------------------------------------------------- process
@@ -862,6 +877,7 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
         server.start()
         p2p_server.start()
         fdchan.start()
+        svc.reserve.start()
         if cfg.metrics_port >= 0:
             import prometheus_client
 

@@ -22,15 +22,19 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from google.protobuf import json_format
 
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
 from tensorwasm_tc.tensorcast.daemon import layout
 from tensorwasm_tc.tensorcast.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from tensorwasm_tc.tensorcast.daemon.reserve import Buffer
 
 SEALS: Final = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 
@@ -261,42 +265,47 @@ class StableTier:
             os.close(dfd)
         entry.on_disk = True
 
-    def load_from_disk(self, artifact_id: str, verify: bool = True) -> Blob:
+    def load_from_disk(
+        self,
+        artifact_id: str,
+        verify: bool = True,
+        acquire: Callable[[int, str], Buffer] | None = None,
+    ) -> Blob:
         """Reads a durable blob into a new sealed memfd (one kernel copy),
-        verifying its chunk checksums."""
+        verifying its chunk checksums. ``acquire`` gives the memfd to fill
+        (the daemon's warm reserve); default: a fresh one."""
+        from tensorwasm_tc.tensorcast.daemon import reserve  # here: reserve imports tier
+
         e = self.get(artifact_id)
         if e is None or not e.on_disk:
             raise ArtifactError(f"artifact {artifact_id} is not on disk", "NOT_FOUND")
         blob_path, _ = self._paths(artifact_id)
         size = e.manifest.total_bytes
-        fd = new_memfd(f"tc-{artifact_id[:16]}", size)
-        try:
-            with open(blob_path, "rb") as f:
-                if os.fstat(f.fileno()).st_size != size:
-                    raise ArtifactError(f"{blob_path}: wrong size on disk", "DATA_LOSS")
-                if size:
-                    # One kernel copy, file -> memfd (sendfile allocates and
-                    # fills the pages in one pass), then hash the mapping.
-                    off = 0
-                    while off < size:
-                        n = os.sendfile(fd, f.fileno(), off, size - off)
-                        if n <= 0:
-                            raise ArtifactError(f"{blob_path}: short read", "DATA_LOSS")
-                        off += n
-                    if verify:
-                        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-                        try:
-                            sums = layout.chunk_checksums(mm, e.manifest.chunk_bytes)
-                        finally:
-                            mm.close()
-                        if sums != list(e.manifest.chunk_checksums):
-                            raise ArtifactError(
-                                f"{blob_path}: checksum mismatch on disk", "DATA_LOSS"
-                            )
-            seal(fd)
-        except BaseException:
-            os.close(fd)
-            raise
+        with open(blob_path, "rb") as f:
+            if os.fstat(f.fileno()).st_size != size:
+                raise ArtifactError(f"{blob_path}: wrong size on disk", "DATA_LOSS")
+            buf = (acquire or reserve.fresh)(size, f"tc-{artifact_id[:16]}")
+            try:
+                # One kernel copy, file -> memfd (sendfile fills the memfd's
+                # pages without mapping them), then hash through the mapping.
+                off = 0
+                while off < size:
+                    n = os.sendfile(buf.fd, f.fileno(), off, size - off)
+                    if n <= 0:
+                        raise ArtifactError(f"{blob_path}: short read", "DATA_LOSS")
+                    off += n
+                if verify and size:
+                    view = buf.view()
+                    try:
+                        sums = layout.chunk_checksums(view, e.manifest.chunk_bytes)
+                    finally:
+                        view.release()
+                    if sums != list(e.manifest.chunk_checksums):
+                        raise ArtifactError(f"{blob_path}: checksum mismatch on disk", "DATA_LOSS")
+                fd = buf.seal()
+            except BaseException:
+                buf.close()
+                raise
         return Blob(fd, size)
 
     def remove_from_disk(self, artifact_id: str) -> None:

@@ -178,7 +178,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("build", "worker_id", "address", "p2p_address", "socket_path", "stable_bytes_used", "stable_bytes_capacity", "sessions", "artifacts", "leases", "in_flight", "global_store_address", "global_store_connected", "pid")
+    __slots__ = ("build", "worker_id", "address", "p2p_address", "socket_path", "stable_bytes_used", "stable_bytes_capacity", "sessions", "artifacts", "leases", "in_flight", "global_store_address", "global_store_connected", "pid", "reserve_bytes", "reserve_ready_bytes")
     BUILD_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +193,8 @@ class StatusResponse(_message.Message):
     GLOBAL_STORE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_STORE_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_READY_BYTES_FIELD_NUMBER: _ClassVar[int]
     build: str
     worker_id: str
     address: str
@@ -207,7 +209,9 @@ class StatusResponse(_message.Message):
     global_store_address: str
     global_store_connected: bool
     pid: int
-    def __init__(self, build: _Optional[str] = ..., worker_id: _Optional[str] = ..., address: _Optional[str] = ..., p2p_address: _Optional[str] = ..., socket_path: _Optional[str] = ..., stable_bytes_used: _Optional[int] = ..., stable_bytes_capacity: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactStatus, _Mapping]]] = ..., leases: _Optional[int] = ..., in_flight: _Optional[int] = ..., global_store_address: _Optional[str] = ..., global_store_connected: _Optional[bool] = ..., pid: _Optional[int] = ...) -> None: ...
+    reserve_bytes: int
+    reserve_ready_bytes: int
+    def __init__(self, build: _Optional[str] = ..., worker_id: _Optional[str] = ..., address: _Optional[str] = ..., p2p_address: _Optional[str] = ..., socket_path: _Optional[str] = ..., stable_bytes_used: _Optional[int] = ..., stable_bytes_capacity: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactStatus, _Mapping]]] = ..., leases: _Optional[int] = ..., in_flight: _Optional[int] = ..., global_store_address: _Optional[str] = ..., global_store_connected: _Optional[bool] = ..., pid: _Optional[int] = ..., reserve_bytes: _Optional[int] = ..., reserve_ready_bytes: _Optional[int] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ("session_id", "pid")
