@@ -34,6 +34,9 @@ def tensorcast_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # Daemons started by tests keep no warm reserve (each would fill up to
         # 1 GiB in the background); the reserve's own tests turn it on.
         mp.setenv("TENSORCAST_RESERVE_BYTES", "0")
+        # Gateways started by tests run without TensorCast unless a test
+        # asks for it (--tensorcast-address, or TENSOR_WASM_TENSORCAST=auto).
+        mp.setenv("TENSOR_WASM_TENSORCAST", "off")
         yield home
 
 

@@ -137,6 +137,7 @@ class GatewayServer:
 
     home: Path
     env: dict[str, str]
+    args: list[str] = field(default_factory=list)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
@@ -150,8 +151,11 @@ class GatewayServer:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, home: Path, env: Mapping[str, str] | None = None) -> GatewayServer:
-        server = cls(home=home, env=dict(env or {}))
+    def start(
+        cls, home: Path, env: Mapping[str, str] | None = None, args: list[str] | None = None
+    ) -> GatewayServer:
+        """``args``: more ``tensor-wasm serve`` flags (e.g. ``--tensorcast-address``)."""
+        server = cls(home=home, env=dict(env or {}), args=list(args or []))
         server._launch()
         return server
 
@@ -174,6 +178,7 @@ class GatewayServer:
                         str(self.port),
                         "--home",
                         str(self.home),
+                        *self.args,
                     ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -280,9 +285,11 @@ class GatewayServer:
 
 
 @contextlib.contextmanager
-def running_gateway(home: Path, env: Mapping[str, str] | None = None) -> Iterator[GatewayServer]:
+def running_gateway(
+    home: Path, env: Mapping[str, str] | None = None, args: list[str] | None = None
+) -> Iterator[GatewayServer]:
     """A started server; SIGTERM and wait on exit."""
-    server = GatewayServer.start(home, env)
+    server = GatewayServer.start(home, env, args)
     try:
         yield server
     finally:

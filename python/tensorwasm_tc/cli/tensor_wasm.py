@@ -187,7 +187,27 @@ def info(as_json: bool) -> None:
     default=None,
     help="State directory (default $TENSOR_WASM_HOME, else ~/.tensor-wasm).",
 )
-def serve(host: str | None, port: int | None, home: Path | None) -> None:
+@click.option(
+    "--tensorcast-address",
+    metavar="HOST:PORT",
+    default=None,
+    help="Use the TensorCast Store Daemon at HOST:PORT (default: auto, a daemon under "
+    "$TENSORCAST_HOME, started if none runs; env TENSOR_WASM_TENSORCAST_ADDRESS).",
+)
+@click.option(
+    "--no-tensorcast",
+    is_flag=True,
+    default=False,
+    help="Run without TensorCast: functions cannot bind artifacts "
+    "(env TENSOR_WASM_TENSORCAST=off).",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    home: Path | None,
+    tensorcast_address: str | None,
+    no_tensorcast: bool,
+) -> None:
     """Serve the HTTP API (docs/API.md) until SIGTERM or Ctrl-C.
 
     Configuration comes from these flags and the TENSOR_WASM_API_* environment
@@ -198,7 +218,15 @@ def serve(host: str | None, port: int | None, home: Path | None) -> None:
     from tensorwasm_tc.gateway import serve as run_server
 
     try:
-        config = GatewayConfig.from_env(host=host, port=port, home=home)
+        if no_tensorcast and tensorcast_address:
+            raise ConfigError("--no-tensorcast and --tensorcast-address exclude each other")
+        config = GatewayConfig.from_env(
+            host=host,
+            port=port,
+            home=home,
+            tensorcast_address=tensorcast_address,
+            tensorcast=False if no_tensorcast else None,
+        )
     except ConfigError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -210,6 +238,9 @@ def serve(host: str | None, port: int | None, home: Path | None) -> None:
 from tensorwasm_tc.cli.client import register as _register_client  # noqa: E402
 
 _register_client(main)
+from tensorwasm_tc.cli.artifacts import artifacts as _artifacts  # noqa: E402
+
+main.add_command(_artifacts)
 
 
 if __name__ == "__main__":

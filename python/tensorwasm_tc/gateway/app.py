@@ -39,7 +39,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from tensorwasm_tc import Runtime, __version__
+from tensorwasm_tc import Function, Runtime, TensorWasmError, __version__
+from tensorwasm_tc.gateway.artifacts import TensorCastLink
 from tensorwasm_tc.gateway.audit import AuditLog
 from tensorwasm_tc.gateway.auth import (
     TENANT_HEADER,
@@ -49,7 +50,7 @@ from tensorwasm_tc.gateway.auth import (
     parse_tenant,
 )
 from tensorwasm_tc.gateway.config import GatewayConfig
-from tensorwasm_tc.gateway.errors import STATUS, ApiError, error_response
+from tensorwasm_tc.gateway.errors import STATUS, ApiError, error_response, from_core
 from tensorwasm_tc.gateway.metrics import Metrics
 from tensorwasm_tc.gateway.models import ErrorEnvelope, InvokeRequest
 from tensorwasm_tc.gateway.ratelimit import RateLimiter
@@ -112,6 +113,7 @@ class Gateway:
     audit: AuditLog
     metrics: Metrics
     pool: ThreadPoolExecutor
+    link: TensorCastLink
     ready: bool = False
     stopping: bool = False
     stop_requested_at: float | None = None
@@ -147,6 +149,28 @@ class Gateway:
             require_signature=cfg.snapshot_require_signature,
         )
 
+    def function_for(self, rec: FunctionRecord) -> Function:
+        """The function to run for `rec` (executor thread): its compiled
+        function, or, when it binds artifacts, that function loaded against
+        the artifacts its keys name now (424 artifact_unavailable when they
+        cannot be had)."""
+        if not rec.artifacts:
+            if rec.fn is None:
+                raise ApiError("internal", "the function failed to load on this server")
+            return rec.fn
+        wasm = rec.wasm
+        if wasm is None:
+            raise ApiError("internal", "the function failed to load on this server")
+        runtime = self.runtime_for(rec.limits)
+
+        def load(bindings: dict[str, dict[str, Any]]) -> Function:
+            try:
+                return runtime.load(wasm, bindings=bindings, init_export=rec.init_export)
+            except TensorWasmError as err:
+                raise from_core(err) from None
+
+        return self.link.function(rec.id, rec.artifacts, load)
+
     def clear_snapshot_spool(self) -> None:
         """Removes spool files a crashed process left behind (between writing
         a snapshot and streaming it, or mid-upload). Only files older than
@@ -167,8 +191,13 @@ class Gateway:
         for rec, wasm in self.registry.stored_functions():
             try:
                 # A pre-initialised function runs its init_export here, once
-                # per process, and every instance starts from that image.
-                rec.fn = self.runtime_for(rec.limits).load(wasm, init_export=rec.init_export)
+                # per process, and every instance starts from that image. One
+                # bound to artifacts is only compiled here: it is loaded with
+                # its artifacts (and initialised) on first use.
+                init = None if rec.artifacts else rec.init_export
+                rec.fn = self.runtime_for(rec.limits).load(wasm, init_export=init)
+                if rec.artifacts:
+                    rec.wasm = wasm
                 loaded += 1
             except Exception as err:
                 failed += 1
@@ -598,11 +627,13 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
         audit=AuditLog(cfg.audit_log),
         metrics=Metrics(active_instances, jobs_in_flight),
         pool=ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="tw-exec"),
+        link=TensorCastLink(cfg.tensorcast_mode, cfg.tensorcast_address),  # type: ignore[arg-type]
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.get_running_loop().run_in_executor(gw.pool, gw.load_stored_functions)
+        gw.link.start_background()
         gw.ready = True
         log.info("tensor-wasm %s ready (home %s)", __version__, cfg.home)
         try:
@@ -665,6 +696,7 @@ async def _shutdown(gw: Gateway) -> None:
     for rec in list(gw.registry.instances.values()):
         rec.instance.close()
     gw.registry.instances.clear()
+    gw.link.close()
     gw.audit.flush()
     gw.audit.close()
     gw.registry.close()
@@ -729,7 +761,7 @@ async def _fast_invoke(gw: Gateway, scope: Scope, receive: Receive, send: Send) 
     except ValidationError as err:
         raise validation_failure(err.errors()) from None
     rec = _owned_function(gw, scope["state"], scope["path"].split("/")[2])
-    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body)
+    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body, gw.function_for)
     out: bytes = await gw.run(work)
     await send(
         {

@@ -35,6 +35,14 @@ BARE_TOKEN_WARNING: Final = (
 )
 
 
+def _off(raw: str) -> bool:
+    """``TENSOR_WASM_TENSORCAST``: on unless 0/off/false/no/none."""
+    value = raw.lower()
+    if value not in ("", "1", "on", "true", "yes", "auto", "0", "off", "false", "no", "none"):
+        raise ConfigError("TENSOR_WASM_TENSORCAST must be auto (on) or off")
+    return value in ("0", "off", "false", "no", "none")
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names the setting."""
 
@@ -179,6 +187,10 @@ class GatewayConfig:
     # restores; kept out of repr so it never reaches a log line.
     snapshot_key: bytes | None = field(default=None, repr=False)
     snapshot_require_signature: bool = False
+    # TensorCast: auto (attach to or start a daemon under TENSORCAST_HOME),
+    # connect (to tensorcast_address) or off.
+    tensorcast_mode: str = "auto"
+    tensorcast_address: str | None = None
 
     @property
     def dev_mode(self) -> bool:
@@ -201,6 +213,8 @@ class GatewayConfig:
         host: str | None = None,
         port: int | None = None,
         home: Path | str | None = None,
+        tensorcast_address: str | None = None,
+        tensorcast: bool | None = None,
     ) -> GatewayConfig:
         env = os.environ if environ is None else environ
 
@@ -273,6 +287,15 @@ class GatewayConfig:
                 "TENSOR_WASM_SNAPSHOT_KEY_FILE (or TENSOR_WASM_SNAPSHOT_KEY)"
             )
 
+        tc_address = tensorcast_address or text("TENSOR_WASM_TENSORCAST_ADDRESS") or None
+        if tc_address is not None and not re.match(r"^[^\s:]+:\d{1,5}$", tc_address):
+            raise ConfigError(
+                f"the TensorCast address must be host:port, got {tc_address!r} "
+                "(--tensorcast-address / TENSOR_WASM_TENSORCAST_ADDRESS)"
+            )
+        tc_on = tensorcast if tensorcast is not None else not _off(text("TENSOR_WASM_TENSORCAST"))
+        tc_mode = "off" if not tc_on else ("connect" if tc_address else "auto")
+
         raw_tokens = env.get("TENSOR_WASM_API_TOKENS", "")
         parsed = parse_tokens(raw_tokens)
         home_path = Path(home).expanduser() if home is not None else default_home(env)
@@ -306,6 +329,8 @@ class GatewayConfig:
             ),
             snapshot_key=snapshot_key,
             snapshot_require_signature=require_signature,
+            tensorcast_mode=tc_mode,
+            tensorcast_address=tc_address,
         )
 
     def log_startup(self) -> None:
@@ -338,6 +363,12 @@ class GatewayConfig:
         else:
             log.info("rate limit: off")
         log.info("audit log: %s", self.audit_log)
+        if self.tensorcast_mode == "off":
+            log.info("TensorCast: off (functions cannot bind artifacts)")
+        elif self.tensorcast_mode == "connect":
+            log.info("TensorCast: connecting to the daemon at %s", self.tensorcast_address)
+        else:
+            log.info("TensorCast: auto (a daemon under TENSORCAST_HOME, started if none runs)")
         if self.snapshot_key is None:
             log.info("snapshots: unsigned (no TENSOR_WASM_SNAPSHOT_KEY_FILE)")
         else:

@@ -44,6 +44,7 @@ STATUS: Final[dict[str, int]] = {
     "rate_limited": 429,
     "internal": 500,
     "interrupted": 500,
+    "artifact_unavailable": 424,
     "artifact_store_unavailable": 503,
     "resource_exhausted": 503,
     "overloaded": 503,

@@ -108,3 +108,9 @@ class Metrics:
             info["target"],
         ).set(1)
         r.register(_LiveCollector(active_instances, jobs_in_flight))
+        # The TensorCast SDK's tc_store_* series of this process (the verbs
+        # the gateway runs to bind artifacts) on the same endpoint.
+        from tensorwasm_tc.tensorcast import _metrics as tc_metrics
+
+        for collector in tc_metrics.collectors():
+            r.register(collector)

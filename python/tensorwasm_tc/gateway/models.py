@@ -128,3 +128,7 @@ class ErrorEnvelope(BaseModel):
 class Health(BaseModel):
     status: str
     version: str | None = None
+    tensorcast: dict[str, Any] | None = Field(
+        default=None,
+        description="/readyz: the TensorCast link (mode, state, address, error)",
+    )

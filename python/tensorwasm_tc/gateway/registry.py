@@ -79,6 +79,9 @@ class FunctionRecord:
     exports: dict[str, Any]
     created_unix_ms: int
     fn: Function | None = None
+    # Kept in memory for functions bound to artifacts: they are loaded again
+    # whenever a key moves to another artifact.
+    wasm: bytes | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
         return {

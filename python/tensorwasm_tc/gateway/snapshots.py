@@ -162,9 +162,7 @@ def target(gw: Gateway, tenant: int, function_hash: str) -> FunctionRecord:
 def restore(gw: Gateway, path: Path, fn_rec: FunctionRecord) -> Instance:
     """A live instance of `fn_rec` with the snapshot's state (executor
     thread), under the function's own limits."""
-    fn = fn_rec.fn
-    if fn is None:
-        raise ApiError("internal", "the function failed to load on this server")
+    fn = gw.function_for(fn_rec)
     try:
         return gw.runtime_for(fn_rec.limits).restore(path, function=fn)
     except TensorWasmError as err:

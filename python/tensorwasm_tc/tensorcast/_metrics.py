@@ -112,6 +112,12 @@ _CACHE: Final[dict[str, Counter]] = {
 }
 
 
+def collectors() -> list[Counter | Histogram]:
+    """Every ``tc_store_*`` collector, for an application that serves its
+    own registry (they live on prometheus_client's default one)."""
+    return [OPERATION_LATENCY, OPERATION_ERRORS, OPERATION_RETRIES, *_CACHE.values()]
+
+
 def span_name(verb: str) -> str:
     """``Store/<Verb>``: the upstream names for the four data verbs, the same
     CamelCase rule for any other."""

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from tensorwasm_tc import InvokeResult, TensorWasmError
+from tensorwasm_tc import Function, InvokeResult, TensorWasmError
 from tensorwasm_tc.gateway.config import GatewayConfig
 from tensorwasm_tc.gateway.errors import ApiError, from_core
 from tensorwasm_tc.gateway.models import InvokeRequest
@@ -52,18 +52,23 @@ def response(
 
 
 def invoker(
-    rec: FunctionRecord, config: GatewayConfig, spawns: Counter, body: InvokeRequest
+    rec: FunctionRecord,
+    config: GatewayConfig,
+    spawns: Counter,
+    body: InvokeRequest,
+    function_for: Callable[[FunctionRecord], Function],
 ) -> partial[bytes]:
     """The executor-thread work of one function invoke, on a fresh instance
     (of a pre-initialised function: one that starts from the image its
-    init export left at load time)."""
-    fn = rec.fn
-    if fn is None:
+    init export left at load time; of one bound to artifacts: loaded against
+    the artifacts its keys name at this moment)."""
+    if rec.fn is None:
         raise ApiError("internal", "the function failed to load on this server")
     args, inputs = prepare(body, config.max_args, config.max_body_bytes)
     export = body.export
 
     def run() -> Any:
+        fn = function_for(rec)
         spawns.inc()
         return fn.invoke(export, args, inputs=inputs)
 

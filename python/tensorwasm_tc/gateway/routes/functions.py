@@ -18,6 +18,7 @@ from tensorwasm_tc.gateway.app import (
     owned_function,
     visible,
 )
+from tensorwasm_tc.gateway.artifacts import check_aliases
 from tensorwasm_tc.gateway.errors import ApiError, from_core
 from tensorwasm_tc.gateway.models import (
     CreateFunction,
@@ -42,7 +43,9 @@ EXPORT = re.compile(r"^[^\x00]{1,1024}$")
     response_model=FunctionOut,
     summary="Deploy a function",
     responses={
-        400: {"description": "invalid_name, invalid_base64, invalid_wasm, missing_export, ..."}
+        400: {"description": "invalid_name, invalid_base64, invalid_wasm, missing_export, ..."},
+        424: {"description": "artifact_unavailable (init_export with artifacts)"},
+        503: {"description": "artifact_store_unavailable (--no-tensorcast)"},
     },
 )
 async def create_function(body: CreateFunction, request: Request) -> Response:
@@ -64,12 +67,18 @@ async def create_function(body: CreateFunction, request: Request) -> Response:
         raise ApiError("invalid_args", "init_export must be a non-empty export name")
     artifacts = body.artifacts or {}
     if artifacts:
-        raise ApiError(
-            "artifact_store_unavailable",
-            "this server has no TensorCast store configured, so artifacts cannot be bound",
-        )
+        check_aliases(artifacts)
+        if not gw.link.enabled:
+            raise ApiError(
+                "artifact_store_unavailable",
+                "this server runs without TensorCast (--no-tensorcast), so artifacts cannot "
+                "be bound",
+            )
 
-    init = body.init_export
+    # A function bound to artifacts is compiled here without them (its
+    # exports are checked now); it is loaded with its artifacts, and its
+    # init_export run, on first use and whenever a key moves.
+    init = None if artifacts else body.init_export
 
     def compile_() -> Function:
         if not wasm.startswith(b"\0asm"):
@@ -98,7 +107,12 @@ async def create_function(body: CreateFunction, request: Request) -> Response:
         exports={k: [list(v[0]), list(v[1])] for k, v in fn.exports.items()},
         created_unix_ms=now_ms(),
         fn=fn,
+        wasm=wasm if artifacts else None,
     )
+    if artifacts and body.init_export is not None:
+        # Pre-initialised with its artifacts: init runs now, against the
+        # artifacts the keys name (424 when they are not there yet).
+        await gw.run(gw.function_for, rec)
     await gw.run(gw.registry.add_function, rec, wasm)
     request.state.audit["function_id"] = rec.id
     return json_response(rec.public(), 201)
@@ -131,6 +145,7 @@ async def delete_function(id: str, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     owned_function(request, id)
     await gw.run(gw.registry.remove_function, id)
+    gw.link.forget(id)
     return Response(status_code=204)
 
 
@@ -140,13 +155,16 @@ async def delete_function(id: str, request: Request) -> Response:
     summary="Invoke an export on a fresh instance",
     responses={
         422: {"description": "trap, memory_limit"},
+        424: {"description": "artifact_unavailable"},
         504: {"description": "invoke_timeout"},
     },
 )
 async def invoke_function(id: str, body: InvokeRequest, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     rec = owned_function(request, id)
-    out: bytes = await gw.run(_invoke.invoker(rec, gw.config, gw.metrics.spawns, body))
+    out: bytes = await gw.run(
+        _invoke.invoker(rec, gw.config, gw.metrics.spawns, body, gw.function_for)
+    )
     return Response(out, media_type="application/json")
 
 
@@ -159,7 +177,7 @@ async def invoke_function(id: str, body: InvokeRequest, request: Request) -> Res
 async def invoke_function_async(id: str, body: InvokeRequest, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     rec = owned_function(request, id)
-    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body)
+    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body, gw.function_for)
     reg = gw.registry
     if gw.stopping:
         raise ApiError("overloaded", "the server is shutting down")

@@ -49,12 +49,11 @@ def _owned(request: Request, instance_id: str) -> InstanceRecord:
 async def create_instance(body: CreateInstance, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     fn_rec = owned_function(request, body.function_id)
-    fn = fn_rec.fn
-    if fn is None:
-        raise ApiError("internal", "the function failed to load on this server")
 
     def start() -> Instance:
-        # A pre-initialised function's instance starts from its init image.
+        # A pre-initialised function's instance starts from its init image;
+        # one bound to artifacts keeps the artifacts its keys name now.
+        fn = gw.function_for(fn_rec)
         try:
             return fn.instantiate()
         except TensorWasmError as err:

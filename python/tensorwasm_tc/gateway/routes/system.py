@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 
+import orjson
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
@@ -32,7 +33,10 @@ async def readyz(request: Request) -> Response:
     gw = request.app.state.gw
     if not gw.ready or gw.stopping:
         return error_response("not_ready", "the server is starting or stopping")
-    return Response(b'{"status":"ready"}', media_type="application/json")
+    # Ready means ready to serve functions; the TensorCast link is reported
+    # (functions without artifacts run whatever its state).
+    body = {"status": "ready", "tensorcast": gw.link.status()}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get(
