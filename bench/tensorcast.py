@@ -825,8 +825,8 @@ def bench_import(cfg: Settings, workdir: Path, log: Log) -> list[BenchResult]:
             ours_stats=o,
             peer_stats=p,
             note=(
-                "ours: ImportSafetensors (one kernel copy file -> the warm reserve, BLAKE3 per "
-                "chunk) + "
+                "ours: ImportSafetensors (preadv file -> the warm reserve, BLAKE3 per chunk "
+                "as it lands) + "
                 f"get (zero-copy arrays); peer: {peer_name}; page cache warm"
             ),
             extra={

@@ -3,6 +3,7 @@ artifact, handed out in place of a fresh memfd, refilled after use."""
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from tensorwasm_tc.tensorcast import sessions
-from tensorwasm_tc.tensorcast.daemon import reserve, tier
+from tensorwasm_tc.tensorcast.daemon import layout, reserve, tier
 from tensorwasm_tc.tensorcast.daemon.client import DaemonClient
 from tensorwasm_tc.tensorcast.daemon.config import DaemonConfig
 from tensorwasm_tc.tensorcast.errors import ArtifactError
@@ -55,6 +56,12 @@ def test_a_ready_reserve_is_handed_out_at_any_size_and_sealed(res: reserve.Reser
     view.release()
     fd = buf.seal()
     try:
+        # Frozen at once (no writes, no writable mappings, no resize); fully
+        # sealed once the daemon's own mapping is gone, in the background.
+        assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & tier.FROZEN == tier.FROZEN
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, b"x", 0)
+        assert reserve.flush_releases()
         assert tier.is_sealed(fd)
         assert os.fstat(fd).st_size == n
         assert _read(fd, n) == pattern.tobytes()
@@ -80,6 +87,7 @@ def test_small_or_concurrent_requests_get_fresh_memory(res: reserve.Reserve) -> 
     fds = [second.seal()]
     first.close()  # thrown away: still refilled
     assert res.wait_ready(30)
+    assert reserve.flush_releases()
     assert _read(fds[0], 4) == b"abcd" and tier.is_sealed(fds[0])
     os.close(fds[0])
 
@@ -196,3 +204,27 @@ def test_a_failed_pull_into_the_reserve_leaves_nothing_behind(cluster: Cluster) 
     st = b.clients[0].status()
     assert st.stable_bytes_used == 0 and not st.artifacts
     _wait_reserve(b, 40 * MiB)  # discarded and refilled
+
+
+def test_fill_hashed_places_pieces_across_chunks_and_hashes_the_buffer(tmp_path: Path) -> None:
+    data = np.random.default_rng(3).integers(0, 255, 10_000, dtype=np.uint8).tobytes()
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    # Three pieces, out of order, crossing 1 KiB chunk boundaries, with gaps.
+    pieces = [(5000, 6000, 3000), (0, 0, 2500), (2500, 2560, 2000)]
+    buf = reserve.fresh(9100, "t")
+    with open(src, "rb") as f:
+        sums = reserve.fill_hashed(f.fileno(), pieces, buf, 1024)
+    want = bytearray(9100)
+    for file_off, dst, n in pieces:
+        want[dst : dst + n] = data[file_off : file_off + n]
+    view = buf.view()
+    assert bytes(view) == bytes(want)
+    view.release()
+    assert sums == layout.chunk_checksums(bytes(want), 1024)
+    buf.close()
+    short = reserve.fresh(9100, "t")
+    with open(src, "rb") as f, pytest.raises(ArtifactError) as e:
+        reserve.fill_hashed(f.fileno(), [(9000, 0, 2000)], short, 1024)
+    assert e.value.status_code == "DATA_LOSS"
+    short.close()

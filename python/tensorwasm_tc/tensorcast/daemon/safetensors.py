@@ -3,11 +3,10 @@
 Format: an 8-byte little-endian header length N, N bytes of JSON
 (``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``,
 offsets relative to the byte after the header), then the data. Every length
-is checked before anything is allocated. The data moves once, file to memfd,
-in the kernel (``sendfile``, else ``copy_file_range``) or with ``preadv``
-straight into the mapping when the kernel refuses; tensors are re-aligned to
-64 bytes on the way. The daemon then hashes the memfd's mapping natively
-(BLAKE3 per chunk): no further copy.
+is checked before anything is allocated. The data moves once, file to memfd
+(``preadv`` straight into the memfd's mapping, re-aligning tensors to 64
+bytes on the way), and every chunk is hashed (BLAKE3) right after it lands,
+while it is still in the cache, chunks spread over the cores.
 """
 
 from __future__ import annotations
@@ -97,43 +96,6 @@ def parse_header(
     return out, data_start
 
 
-def _copy(src: int, buf: reserve.Buffer, n: int, src_off: int, dst_off: int) -> None:
-    """Moves ``n`` bytes file -> memfd once, in the kernel when it can:
-    ``sendfile`` into the memfd (the pages are filled without being mapped),
-    else ``copy_file_range`` (which refuses most cross-filesystem pairs),
-    else ``preadv`` straight into the mapping."""
-    done = 0
-    dst = buf.fd
-    try:
-        os.lseek(dst, dst_off, os.SEEK_SET)
-        while done < n:
-            k = os.sendfile(dst, src, src_off + done, n - done)
-            if k <= 0:
-                break
-            done += k
-    except OSError:
-        pass
-    while done < n:
-        try:
-            k = os.copy_file_range(src, dst, n - done, src_off + done, dst_off + done)
-        except OSError:
-            k = -1
-        if k <= 0:
-            break
-        done += k
-    if done < n:
-        view = buf.view()[dst_off + done : dst_off + n]
-        try:
-            while view.nbytes:
-                k = os.preadv(src, [view], src_off + done)
-                if k <= 0:
-                    raise ArtifactError("safetensors file shrank while importing", "DATA_LOSS")
-                done += k
-                view = view[k:]
-        finally:
-            view.release()
-
-
 def read_into_memfd(
     path: str | Path,
     acquire: Callable[[int, str], reserve.Buffer] = reserve.fresh,
@@ -164,15 +126,13 @@ def read_into_memfd(
         if not specs:
             raise _bad(p, "no tensors")
         total = offset
+        pieces = [
+            (data_start + begin, spec.offset, end - begin)
+            for (_n, _d, _s, begin, end), spec in zip(entries, specs, strict=True)
+        ]
         buf = acquire(total, f"tc-import-{p.name[:32]}")
         try:
-            for (_n, _d, _s, begin, end), spec in zip(entries, specs, strict=True):
-                _copy(f.fileno(), buf, end - begin, data_start + begin, spec.offset)
-            view = buf.view()
-            try:
-                sums = layout.chunk_checksums(view, chunk_bytes)
-            finally:
-                view.release()
+            sums = reserve.fill_hashed(f.fileno(), pieces, buf, chunk_bytes)
             fd = buf.seal()
         except BaseException:
             buf.close()

@@ -30,13 +30,17 @@ from typing import TYPE_CHECKING, Final
 from google.protobuf import json_format
 
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import global_store_pb2 as gs_pb2
-from tensorwasm_tc.tensorcast.daemon import layout
 from tensorwasm_tc.tensorcast.errors import ArtifactError
 
 if TYPE_CHECKING:
     from tensorwasm_tc.tensorcast.daemon.reserve import Buffer
 
 SEALS: Final = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
+#: Linux 5.1: no new writes (write(2), new writable mappings) while a writable
+#: mapping made before it stays usable; the daemon seals with it first so it
+#: can unmap its own mapping later, off the request's path.
+F_SEAL_FUTURE_WRITE: Final = int(getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x10))
+FROZEN: Final = F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
 
 
 def new_memfd(name: str, size: int) -> int:
@@ -271,8 +275,8 @@ class StableTier:
         verify: bool = True,
         acquire: Callable[[int, str], Buffer] | None = None,
     ) -> Blob:
-        """Reads a durable blob into a new sealed memfd (one kernel copy),
-        verifying its chunk checksums. ``acquire`` gives the memfd to fill
+        """Reads a durable blob into a new sealed memfd (one copy), verifying
+        its chunk checksums. ``acquire`` gives the memfd to fill
         (the daemon's warm reserve); default: a fresh one."""
         from tensorwasm_tc.tensorcast.daemon import reserve  # here: reserve imports tier
 
@@ -286,22 +290,11 @@ class StableTier:
                 raise ArtifactError(f"{blob_path}: wrong size on disk", "DATA_LOSS")
             buf = (acquire or reserve.fresh)(size, f"tc-{artifact_id[:16]}")
             try:
-                # One kernel copy, file -> memfd (sendfile fills the memfd's
-                # pages without mapping them), then hash through the mapping.
-                off = 0
-                while off < size:
-                    n = os.sendfile(buf.fd, f.fileno(), off, size - off)
-                    if n <= 0:
-                        raise ArtifactError(f"{blob_path}: short read", "DATA_LOSS")
-                    off += n
-                if verify and size:
-                    view = buf.view()
-                    try:
-                        sums = layout.chunk_checksums(view, e.manifest.chunk_bytes)
-                    finally:
-                        view.release()
-                    if sums != list(e.manifest.chunk_checksums):
-                        raise ArtifactError(f"{blob_path}: checksum mismatch on disk", "DATA_LOSS")
+                # One pass: each chunk is read into the memfd's mapping and
+                # hashed while it is still in the cache.
+                sums = reserve.fill_hashed(f.fileno(), [(0, 0, size)], buf, e.manifest.chunk_bytes)
+                if verify and sums != list(e.manifest.chunk_checksums):
+                    raise ArtifactError(f"{blob_path}: checksum mismatch on disk", "DATA_LOSS")
                 fd = buf.seal()
             except BaseException:
                 buf.close()
