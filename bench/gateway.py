@@ -71,6 +71,8 @@ try:
         format_table,
         import_package,
         median,
+        non_negative_float,
+        positive_float,
         positive_int,
         progress,
         safe_ratio,
@@ -88,6 +90,8 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
         format_table,
         import_package,
         median,
+        non_negative_float,
+        positive_float,
         positive_int,
         progress,
         safe_ratio,
@@ -851,26 +855,6 @@ DEFAULTS: dict[str, tuple[float, float]] = {
     "duration": (5.0, 1.5),
     "warmup": (1.0, 0.5),
 }
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

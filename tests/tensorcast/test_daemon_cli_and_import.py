@@ -173,3 +173,16 @@ def test_fd_channel_framing(cluster: Cluster) -> None:  # noqa: F811
             buf[0] = 1  # type: ignore[index]
     finally:
         chan.close()
+
+
+def test_a_home_too_deep_for_a_unix_socket_still_gets_one(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    d = cluster.daemon(home=deep)
+    sock = d.rec.socket_path
+    assert len(os.fsencode(sock)) <= 107 and os.path.exists(sock)
+    assert not sock.startswith(str(deep))
+    assert os.stat(os.path.dirname(sock)).st_mode & 0o077 == 0
+    store = Store(d.client())
+    assert store.client.same_host
+    store.put({"w": np.arange(4, dtype=np.float32)}, key="k")
+    np.testing.assert_array_equal(store.get("k")["w"], np.arange(4, dtype=np.float32))

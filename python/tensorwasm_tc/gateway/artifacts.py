@@ -83,11 +83,13 @@ class TensorCastLink:
             raise ValueError(f"tensorcast mode must be one of {MODES}")
         self.mode = mode
         self.address = address
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # state; held briefly, never across I/O
+        self._attach_lock = threading.Lock()  # one attach at a time
         self._ctx: Any = None
         self._state = "off" if mode == "off" else "starting"
         self._error = ""
         self._last_attempt = 0.0
+        self._attaching = False
         self._arrays: dict[str, dict[str, np.ndarray[Any, Any]]] = {}
         self._bound: dict[str, Bound] = {}  # function id -> latest binding
 
@@ -98,27 +100,48 @@ class TensorCastLink:
 
     def start_background(self) -> None:
         if self.enabled:
+            with self._lock:
+                self._attaching = True
             threading.Thread(target=self._attach_quietly, name="tw-tensorcast", daemon=True).start()
 
+    def _retry_in_background(self) -> None:
+        with self._lock:
+            due = (
+                self.enabled
+                and self._ctx is None
+                and not self._attaching
+                and time.monotonic() - self._last_attempt >= RETRY_AFTER_S
+            )
+            if due:
+                self._attaching = True
+        if due:
+            self.start_background()
+
     def _attach_quietly(self) -> None:
-        with contextlib.suppress(ApiError):  # logged, shown by /readyz, retried on demand
-            self.context()
+        try:
+            with contextlib.suppress(ApiError):  # logged, shown by /readyz, retried on demand
+                self.context()
+        finally:
+            with self._lock:
+                self._attaching = False
 
     def context(self) -> Any:
-        """The SDK context, attaching first when needed (blocking)."""
+        """The SDK context, attaching first when needed (blocking; never
+        while holding the state lock, which /readyz takes on the event loop)."""
         if not self.enabled:
             raise ApiError(
                 "artifact_store_unavailable",
                 "this server runs without TensorCast (--no-tensorcast), so artifacts cannot "
                 "be bound",
             )
-        with self._lock:
-            if self._ctx is not None:
-                return self._ctx
-            now = time.monotonic()
-            if self._error and now - self._last_attempt < RETRY_AFTER_S:
-                raise unavailable(self._message())
-            self._last_attempt = now
+        with self._attach_lock:
+            with self._lock:
+                if self._ctx is not None:
+                    return self._ctx
+                now = time.monotonic()
+                if self._error and now - self._last_attempt < RETRY_AFTER_S:
+                    raise unavailable(self._message())
+                self._last_attempt = now
             import tensorwasm_tc.tensorcast as tc
 
             try:
@@ -127,18 +150,21 @@ class TensorCastLink:
                 else:
                     ctx = tc.init(mode="auto", show_daemon_logs=False)
             except ArtifactError as err:
-                self._state, self._error = "unavailable", err.message
+                with self._lock:
+                    self._state, self._error = "unavailable", err.message
+                    message = self._message()
                 log.warning("TensorCast unavailable: %s", err.message)
-                raise unavailable(self._message()) from None
-            self._ctx = ctx
-            self._state, self._error = "connected", ""
-            log.info(
-                "TensorCast: %s daemon at %s%s",
-                "started" if ctx.is_owner else "attached to the",
-                ctx.address,
-                " (zero-copy)" if ctx.socket_path else " (inline: no shared socket)",
-            )
-            return ctx
+                raise unavailable(message) from None
+            with self._lock:
+                self._ctx = ctx
+                self._state, self._error = "connected", ""
+        log.info(
+            "TensorCast: %s daemon at %s%s",
+            "started the" if ctx.is_owner else "attached to the",
+            ctx.address,
+            " (zero-copy)" if ctx.socket_path else " (inline: no shared socket)",
+        )
+        return ctx
 
     def _message(self) -> str:
         where = self.address or "under TENSORCAST_HOME"
@@ -150,17 +176,18 @@ class TensorCastLink:
         import tensorwasm_tc.tensorcast as tc
 
         with self._lock:
-            if self._ctx is not None:
-                self._ctx = None
-                try:
-                    tc.shutdown()
-                except Exception:  # detaching must not fail the request twice
-                    log.debug("TensorCast shutdown failed", exc_info=True)
+            had, self._ctx = self._ctx, None
             self._state, self._error = "unavailable", err.message
             self._last_attempt = time.monotonic()
             self._arrays.clear()
+            message = self._message()
+        if had is not None:
+            try:
+                tc.shutdown()
+            except Exception:  # detaching must not fail the request twice
+                log.debug("TensorCast shutdown failed", exc_info=True)
         log.warning("TensorCast daemon lost: %s", err.message)
-        return unavailable(self._message())
+        return unavailable(message)
 
     def close(self) -> None:
         import tensorwasm_tc.tensorcast as tc
@@ -168,15 +195,20 @@ class TensorCastLink:
         with self._lock:
             self._bound.clear()
             self._arrays.clear()
-            if self._ctx is not None:
-                self._ctx = None
-                try:
-                    tc.shutdown()
-                except Exception:
-                    log.debug("TensorCast shutdown failed", exc_info=True)
+            had, self._ctx = self._ctx, None
+        if had is not None:
+            try:
+                tc.shutdown()
+            except Exception:
+                log.debug("TensorCast shutdown failed", exc_info=True)
 
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
+        """The link's state (for /readyz). Asking while it is unavailable
+        also retries the attach in the background (at most once per
+        ``RETRY_AFTER_S``), so a probe sees a recovered daemon without any
+        invoke having to come first."""
+        self._retry_in_background()
         with self._lock:
             out: dict[str, Any] = {"mode": self.mode, "state": self._state}
             if self._ctx is not None:

@@ -87,7 +87,13 @@ class FdChannelServer(Listener):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(path))
+        try:
+            sock.bind(str(path))
+        except OSError as e:
+            sock.close()
+            raise ArtifactError(
+                f"cannot listen on {path}: {e.strerror}", "FAILED_PRECONDITION"
+            ) from e
         os.chmod(path, 0o600)
         sock.listen(64)
         super().__init__(sock, "tc-fdchan")

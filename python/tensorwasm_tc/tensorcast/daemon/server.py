@@ -20,13 +20,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -120,9 +121,7 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
         self.reserve = reserve.Reserve(min(cfg.reserve_bytes, cfg.stable_bytes))
         self.worker_id = cfg.worker_id  # set in serve() once the address is known
         self.socket_path = (
-            Path(cfg.socket_path)
-            if cfg.socket_path
-            else self.home / "run" / f"daemon-{session_id}.sock"
+            Path(cfg.socket_path) if cfg.socket_path else default_socket_path(self.home, session_id)
         )
         self._lock = threading.RLock()
         self._keys: dict[str, tuple[str, int]] = {}
@@ -766,6 +765,30 @@ class StoreDaemonService(daemon_pb2_grpc.StoreDaemonServicer):
         self.reserve.close()
 
 
+#: Longest Unix socket path the kernel takes (sun_path is 108 bytes with its NUL).
+MAX_SOCKET_PATH: Final = 107
+
+
+def default_socket_path(home: Path, session_id: str) -> Path:
+    """``$TENSORCAST_HOME/run/daemon-<session>.sock``, or, when that is too
+    long for a Unix socket (a deep home), a short path in the system temp
+    directory named after it (the session file records whichever is used)."""
+    path = home / "run" / f"daemon-{session_id}.sock"
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+    short_dir = Path(tempfile.gettempdir()) / f"tensorcast-{os.getuid()}"
+    short_dir.mkdir(mode=0o700, exist_ok=True)
+    st = short_dir.lstat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077 or not short_dir.is_dir():
+        raise ArtifactError(
+            f"{path} is too long for a Unix socket and {short_dir} is not a private "
+            "directory of this user; set socket_path in the daemon config",
+            "FAILED_PRECONDITION",
+        )
+    return short_dir / f"{digest}.sock"
+
+
 # ---------------------------------------------------------------------- process
 def _start_global_store(cfg: DaemonConfig, session_id: str) -> tuple[subprocess.Popen[bytes], str]:
     """Starts a Global Store (mode ``start``) owned by this daemon."""
@@ -825,10 +848,20 @@ def _default_gs_config() -> str:
 
 def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
     """Runs a daemon in this process until SIGTERM/SIGINT (or its owner dies)."""
-    svc = StoreDaemonService(cfg, session_id)
+    from tensorwasm_tc import _tracing
+
+    # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set (a span per RPC);
+    # flushed at exit by the provider itself.
+    _tracing.setup_from_env("tensorcast-daemon")
+    try:
+        svc = StoreDaemonService(cfg, session_id)
+    except ArtifactError as e:
+        log.error("daemon failed to start: %s", e.message)
+        return 1
     max_msg = cfg.max_inline_bytes + (16 << 20)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="tc-rpc"),
+        interceptors=_tracing.grpc_server_interceptors(),
         options=[
             ("grpc.max_receive_message_length", max_msg),
             ("grpc.max_send_message_length", max_msg),
@@ -853,7 +886,13 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
     svc.p2p_address = f"{cfg.host}:{p2p_server.port}"
     from tensorwasm_tc.tensorcast.daemon.fdchannel import FdChannelServer
 
-    fdchan = FdChannelServer(svc.socket_path, svc.handle_fd_request)
+    try:
+        fdchan = FdChannelServer(svc.socket_path, svc.handle_fd_request)
+    except ArtifactError as e:
+        log.error("daemon failed to start: %s", e.message)
+        p2p_server.close()
+        svc.stop()
+        return 1
     gs_proc: subprocess.Popen[bytes] | None = None
     metrics_http: WSGIServer | None = None
     metrics_address = ""
