@@ -35,6 +35,8 @@ from tensorwasm_tc._core import (
     UnknownOpError,
     __version__,
     build_info,
+    device_info,
+    resolve_device,
 )
 from tensorwasm_tc.runtime import (
     SNAPSHOT_VERSION,
@@ -74,6 +76,8 @@ __all__ = [
     "__version__",
     "build_info",
     "default_home",
+    "device_info",
     "inspect_snapshot",
     "ops",
+    "resolve_device",
 ]

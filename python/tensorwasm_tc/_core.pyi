@@ -78,18 +78,24 @@ class Tensor:
     @property
     def nbytes(self) -> int: ...
     @property
-    def device(self) -> str: ...
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda:N"``."""
     @property
     def read_only(self) -> bool: ...
     @property
     def is_contiguous(self) -> bool: ...
     @property
     def storage_kind(self) -> str:
-        """``"host"``, ``"shm"`` or ``"external"``."""
+        """``"host"``, ``"shm"``, ``"external"`` or ``"device"``."""
     def shm_fd(self) -> int: ...
-    def tobytes(self) -> bytes: ...
-    def contiguous(self) -> Tensor: ...
-    def to(self, device: str) -> Tensor: ...
+    def tobytes(self) -> bytes:
+        """Row-major bytes (a copy; from a device tensor, after its stream's work)."""
+    def contiguous(self) -> Tensor:
+        """A contiguous copy on the same device (itself when already contiguous)."""
+    def to(self, device: str) -> Tensor:
+        """The tensor on ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (itself when it
+        is there): explicit, stream-ordered copies. Device memory needs a CUDA
+        backend (`device_info`); in this build, the fake one."""
     def __dlpack__(
         self,
         *,
@@ -234,6 +240,18 @@ def snapshot_inspect(
 
 def build_info() -> dict[str, str]:
     """``{version, git_sha, rustc_version, profile, target}`` of this build."""
+
+def device_info() -> dict[str, Any]:
+    """What this process can compute on (probed once): ``backend`` (``"cuda"``,
+    ``"fake"`` or None), ``devices`` (``index``, ``device``, ``name``,
+    ``total_memory``, ``compute_capability``), ``driver_version``,
+    ``bindings_cuda_version``, ``libraries`` (each CUDA library and the file
+    loaded, or None), ``reason`` (why there is no device) and ``default``
+    (what ``TENSOR_WASM_DEVICE`` resolves to)."""
+
+def resolve_device(spec: str) -> str:
+    """``auto | cpu | cuda | cuda:N`` resolved here: ``"cpu"`` or ``"cuda:N"``;
+    `InvalidArgsError` when the device cannot be had."""
 
 def engine_info() -> dict[str, Any]:
     """Engine fingerprint, enabled WebAssembly proposals, epoch tick, pool size, allocator."""

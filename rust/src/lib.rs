@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod build_info;
+pub mod device;
 pub mod error;
 pub mod exec;
 pub mod kernels;
@@ -34,6 +35,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::exec::load, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::engine_info, m)?)?;
+    m.add_function(wrap_pyfunction!(py::device::device_info, m)?)?;
+    m.add_function(wrap_pyfunction!(py::device::resolve_device, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_stats, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(py::sysio::write_all, m)?)?;

@@ -397,6 +397,7 @@ fn op(
         &args,
         &OpCtx {
             budget: Some(&budget),
+            ..OpCtx::default()
         },
     ) {
         Ok(t) => abi.insert(t),

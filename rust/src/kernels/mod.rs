@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod cpu;
+pub mod cuda;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,13 +71,19 @@ ops! {
 #[derive(Default, Clone, Copy)]
 pub struct OpCtx<'a> {
     pub budget: Option<&'a Arc<Budget>>,
+    /// Where outputs are allocated (set by the dispatcher).
+    pub device: Device,
 }
 
 impl<'a> OpCtx<'a> {
-    /// An output tensor charged to the budget. Its contents are unspecified:
-    /// every kernel writes each element of its output before returning.
+    /// An output tensor charged to the budget, on the op's device. Its
+    /// contents are unspecified: every kernel writes each element of its
+    /// output before returning.
     pub fn alloc(&self, dtype: crate::tensor::DType, shape: &[usize]) -> CoreResult<Tensor> {
-        Tensor::uninit_in(dtype, shape, self.budget)
+        match self.device {
+            Device::Cpu => Tensor::uninit_in(dtype, shape, self.budget),
+            Device::Cuda(n) => crate::device::alloc_tensor(n, dtype, shape, self.budget),
+        }
     }
 }
 
@@ -112,9 +119,45 @@ pub fn dispatch(name: &str, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor>
     run(lookup(name)?, args, ctx)
 }
 
+/// The device an op runs on: where its tensor arguments are (all on one).
+fn placement(op: OpId, args: &[Arg]) -> CoreResult<Device> {
+    let mut found: Option<Device> = None;
+    for (i, a) in args.iter().enumerate() {
+        if let Arg::Tensor(t) = a {
+            let d = t.device();
+            match found {
+                None => found = Some(d),
+                Some(f) if f != d => {
+                    return Err(CoreError::invalid_args(format!(
+                        "{}: argument {i} is on {d} and an earlier one on {f}; move them to one \
+                         device with .to()",
+                        op.name()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(found.unwrap_or(Device::Cpu))
+}
+
 pub fn run(op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    match placement(op, args)? {
+        Device::Cpu => run_cpu(op, args, ctx),
+        Device::Cuda(n) => {
+            COUNTS[op as usize][device_slot(Device::Cuda(n))].fetch_add(1, Ordering::Relaxed);
+            cuda::run(n, op, args, ctx)
+        }
+    }
+}
+
+/// Runs `op` with the CPU kernels (on host memory; the fake device's
+/// stream also runs them on its memory).
+pub(crate) fn run_cpu(op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     let backend = &cpu::CpuBackend;
-    COUNTS[op as usize][device_slot(backend.device())].fetch_add(1, Ordering::Relaxed);
+    if ctx.device == Device::Cpu {
+        COUNTS[op as usize][device_slot(backend.device())].fetch_add(1, Ordering::Relaxed);
+    }
     // A kernel bug must cost the caller one error, never its process (or a
     // guest's whole invoke): panics become `internal` errors.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.run(op, args, ctx))) {

@@ -107,7 +107,8 @@ fn convert_bindings(py: Python<'_>, bindings: Option<&Bound<'_, PyDict>>) -> PyR
         })?;
         let mut tensors = Vec::new();
         for (name, t) in group.iter() {
-            tensors.push((name.extract::<String>()?, from_dlpack_any(py, &t)?));
+            let t = host_tensor(py, &t, "a binding")?;
+            tensors.push((name.extract::<String>()?, t));
         }
         groups.push((alias, tensors));
     }
@@ -123,8 +124,21 @@ fn convert_inputs(
         return Ok(Vec::new());
     };
     d.iter()
-        .map(|(k, v)| Ok((k.extract::<String>()?, from_dlpack_any(py, &v)?)))
+        .map(|(k, v)| {
+            Ok((
+                k.extract::<String>()?,
+                host_tensor(py, &v, "an invoke input")?,
+            ))
+        })
         .collect()
+}
+
+/// A tensor-like as a host tensor: guests read host memory (device
+/// execution of guests is not in this build).
+fn host_tensor(py: Python<'_>, v: &Bound<'_, PyAny>, what: &str) -> PyResult<CoreTensor> {
+    let t = from_dlpack_any(py, v)?;
+    t.require_host(what).map_err(|e| to_pyerr(py, e))?;
+    Ok(t)
 }
 
 /// Limits arrive as Python ints; a negative one is a caller error, not an overflow.

@@ -1,6 +1,7 @@
 //! Python bindings: thin wrappers that convert values, release the GIL
 //! around real work and map `CoreError` to Python exceptions.
 
+pub mod device;
 pub mod errors;
 pub mod exec;
 pub mod info;

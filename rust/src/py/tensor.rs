@@ -11,10 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyTuple};
 
 use super::errors::to_pyerr;
+use crate::device;
 use crate::error::{CoreError, ErrorKind};
 use crate::tensor::dlpack::{self, DLManagedTensor, DLManagedTensorVersioned};
 use crate::tensor::{
-    DType, ShmRegion, Storage, Tensor as CoreTensor, contiguous_strides, numel_of,
+    DType, Device, ShmRegion, Storage, Tensor as CoreTensor, contiguous_strides, numel_of,
 };
 
 const DLTENSOR: &CStr = c"dltensor";
@@ -110,6 +111,18 @@ pub fn from_dlpack_any(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<CoreT
         "not an unused DLPack capsule (already consumed?)",
     ))
 }
+
+impl Tensor {
+    /// This tensor's elements in host memory (itself when they are there).
+    fn host_copy(&self, py: Python<'_>) -> PyResult<CoreTensor> {
+        let t = self.inner.clone();
+        py.detach(move || device::to(&t, Device::Cpu, None))
+            .map_err(|e| err(py, e))
+    }
+}
+
+/// DLPack's device type of CUDA memory.
+const DLPACK_CUDA: i32 = 2;
 
 /// Buffer-protocol format character of a dtype (bf16 has none).
 fn format_of(d: DType) -> Option<&'static CStr> {
@@ -309,33 +322,38 @@ impl Tensor {
             .ok_or_else(|| PyValueError::new_err("not a shared-memory tensor"))
     }
 
-    /// The elements as row-major bytes (a copy).
-    fn tobytes<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
-        pyo3::types::PyBytes::new(py, &self.inner.to_bytes())
+    /// The elements as row-major bytes (a copy; from a device tensor, a
+    /// copy to the host after the work queued on its stream).
+    fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let host = self.host_copy(py)?;
+        Ok(pyo3::types::PyBytes::new(py, &host.to_bytes()))
     }
 
-    /// A contiguous copy (or this tensor when already contiguous).
+    /// A contiguous copy (or this tensor when already contiguous), on the
+    /// same device.
     fn contiguous(&self, py: Python<'_>) -> PyResult<Tensor> {
-        self.inner
-            .contiguous()
+        let t = &self.inner;
+        let dev = t.device();
+        let out = if dev == Device::Cpu {
+            t.contiguous()
+        } else if t.is_contiguous() {
+            Ok(t.clone())
+        } else {
+            let host = self.host_copy(py)?;
+            py.detach(move || device::to(&host, dev, None))
+        };
+        out.map(|inner| Tensor { inner }).map_err(|e| err(py, e))
+    }
+
+    /// The tensor on `device` (`"cpu"`, `"cuda"`, `"cuda:N"`): itself when
+    /// it is there already, else a copy made with explicit, stream-ordered
+    /// transfers. Device memory needs a CUDA backend (`device_info()`).
+    fn to(&self, py: Python<'_>, device: &str) -> PyResult<Tensor> {
+        let dev = device::select(device).map_err(|e| err(py, e))?;
+        let t = self.inner.clone();
+        py.detach(move || device::to(&t, dev, None))
             .map(|inner| Tensor { inner })
             .map_err(|e| err(py, e))
-    }
-
-    /// The tensor on `device`. Only `"cpu"` exists on this host.
-    fn to(&self, py: Python<'_>, device: &str) -> PyResult<Tensor> {
-        match device {
-            "cpu" => Ok(Tensor {
-                inner: self.inner.clone(),
-            }),
-            other => Err(err(
-                py,
-                CoreError::new(
-                    ErrorKind::InvalidArgs,
-                    format!("device '{other}' is not available on this host"),
-                ),
-            )),
-        }
     }
 
     #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
@@ -348,6 +366,14 @@ impl Tensor {
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = stream; // host memory: nothing to synchronise
+        if self.inner.device() != Device::Cpu {
+            // Sharing device memory through DLPack comes with the real CUDA
+            // backend; the fake backend's memory is not CUDA memory.
+            return Err(PyBufferError::new_err(format!(
+                "DLPack export of a {} tensor is not supported in this build; .to(\"cpu\") first",
+                self.inner.device()
+            )));
+        }
         if let Some((dt, _)) = dl_device
             && dt != dlpack::DEVICE_CPU
         {
@@ -400,7 +426,10 @@ impl Tensor {
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
-        (dlpack::DEVICE_CPU, 0)
+        match self.inner.device() {
+            Device::Cpu => (dlpack::DEVICE_CPU, 0),
+            Device::Cuda(n) => (DLPACK_CUDA, n as i32),
+        }
     }
 
     unsafe fn __getbuffer__(
@@ -412,6 +441,12 @@ impl Tensor {
             return Err(PyBufferError::new_err("null view"));
         }
         let t = &slf.get().inner;
+        if t.device() != Device::Cpu {
+            return Err(PyBufferError::new_err(format!(
+                "the tensor is on {}: copy it to the host with .to(\"cpu\") first",
+                t.device()
+            )));
+        }
         let writable = flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE;
         if writable && t.is_read_only() {
             return Err(PyBufferError::new_err("tensor is read-only"));

@@ -41,8 +41,9 @@ element!(u8, DType::U8);
 element!(i8, DType::I8);
 
 /// Where a tensor's memory is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
+    #[default]
     Cpu,
     Cuda(u32),
 }
@@ -341,7 +342,21 @@ impl Tensor {
         self.numel() * self.dtype.size()
     }
     pub fn device(&self) -> Device {
-        Device::Cpu
+        match &*self.storage {
+            Storage::Device(d) => Device::Cuda(d.device()),
+            _ => Device::Cpu,
+        }
+    }
+
+    /// An error unless the tensor's memory is host memory (`what` names the
+    /// operation that needs it).
+    pub fn require_host(&self, what: &str) -> CoreResult<()> {
+        match self.device() {
+            Device::Cpu => Ok(()),
+            d => Err(CoreError::invalid_args(format!(
+                "{what} needs a host tensor, and this one is on {d}; move it with .to(\"cpu\")"
+            ))),
+        }
     }
     pub fn is_read_only(&self) -> bool {
         self.read_only

@@ -6,7 +6,9 @@
 //! * `External`: someone else's memory (a numpy array, a DLPack producer, a
 //!   bound artifact), kept alive by an owner object; read-only or writable.
 //!
-//! Device memory joins as another variant with the CUDA backend.
+//! * `Device`: memory on an accelerator (`crate::device`); host code never
+//!   reads it directly: bytes move with explicit copies, kernels run on the
+//!   device's stream.
 
 use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
 use std::any::Any;
@@ -337,6 +339,7 @@ pub enum Storage {
     Host(AlignedBuf),
     Shm(ShmRegion),
     External(External),
+    Device(crate::device::DeviceMem),
 }
 
 impl Storage {
@@ -349,6 +352,7 @@ impl Storage {
             Storage::Host(b) => b.len,
             Storage::Shm(s) => s.len,
             Storage::External(e) => e.len,
+            Storage::Device(d) => d.len(),
         }
     }
 
@@ -361,6 +365,7 @@ impl Storage {
             Storage::Host(b) => b.ptr.as_ptr(),
             Storage::Shm(s) => s.ptr.as_ptr(),
             Storage::External(e) => e.ptr,
+            Storage::Device(d) => d.raw(),
         }
     }
 
@@ -370,6 +375,7 @@ impl Storage {
             Storage::Host(b) => Some(b.ptr.as_ptr()),
             Storage::Shm(s) => s.writable.then_some(s.ptr.as_ptr()),
             Storage::External(e) => e.writable.then_some(e.ptr),
+            Storage::Device(d) => Some(d.raw()),
         }
     }
 
@@ -379,6 +385,7 @@ impl Storage {
             Storage::Host(_) => "host",
             Storage::Shm(_) => "shm",
             Storage::External(_) => "external",
+            Storage::Device(_) => "device",
         }
     }
 

@@ -1,0 +1,65 @@
+//! Device discovery and selection for Python.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::device;
+
+/// What this process can compute on: `{backend, devices, driver_version,
+/// bindings_cuda_version, libraries, reason, default}`. `backend` is
+/// `"cuda"`, `"fake"` or None; `reason` says why there is no device.
+#[pyfunction]
+pub fn device_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let r = device::report();
+    let d = PyDict::new(py);
+    d.set_item("backend", r.backend.map(|b| b.name()))?;
+    let devices = PyList::empty(py);
+    for dev in &r.devices {
+        let e = PyDict::new(py);
+        e.set_item("index", dev.index)?;
+        e.set_item("device", format!("cuda:{}", dev.index))?;
+        e.set_item("name", &dev.name)?;
+        e.set_item("total_memory", dev.total_memory)?;
+        e.set_item(
+            "compute_capability",
+            format!("{}.{}", dev.compute_capability.0, dev.compute_capability.1),
+        )?;
+        devices.append(e)?;
+    }
+    d.set_item("devices", devices)?;
+    d.set_item("driver_version", &r.driver_version)?;
+    d.set_item(
+        "bindings_cuda_version",
+        device::probe::BINDINGS_CUDA_VERSION,
+    )?;
+    let libs = PyDict::new(py);
+    for (what, file) in &r.libraries {
+        libs.set_item(
+            *what,
+            if file.is_empty() {
+                None
+            } else {
+                Some(file.as_str())
+            },
+        )?;
+    }
+    d.set_item("libraries", libs)?;
+    d.set_item("reason", r.reason.as_deref())?;
+    d.set_item(
+        "default",
+        match device::default_device() {
+            Ok(dev) => dev.to_string(),
+            Err(e) => format!("error: {}", e.message),
+        },
+    )?;
+    Ok(d)
+}
+
+/// `auto | cpu | cuda | cuda:N` resolved on this machine (`"cpu"` or
+/// `"cuda:N"`); `InvalidArgsError` when it cannot be had.
+#[pyfunction]
+pub fn resolve_device(py: Python<'_>, spec: &str) -> PyResult<String> {
+    device::select(spec)
+        .map(|d| d.to_string())
+        .map_err(|e| super::errors::to_pyerr(py, e))
+}
