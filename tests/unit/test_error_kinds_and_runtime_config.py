@@ -89,6 +89,8 @@ def test_package_exports_the_public_api() -> None:
         "TensorWasmError",
         "build_info",
         "default_home",
+        "device_info",
+        "resolve_device",
         "inspect_snapshot",
         "SNAPSHOT_VERSION",
         "__version__",
