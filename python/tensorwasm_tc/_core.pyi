@@ -154,6 +154,8 @@ class Function:
     @property
     def exports(self) -> dict[str, tuple[list[str], list[str]]]: ...
     @property
+    def device(self) -> str: ...
+    @property
     def limits(self) -> dict[str, int]: ...
     @property
     def init_export(self) -> str | None:
@@ -210,6 +212,7 @@ def load(
     max_output_bytes: int = ...,
     bindings: Mapping[str, Mapping[str, Any]] | None = None,
     init_export: str | None = None,
+    device: str | None = None,
 ) -> Function:
     """Compiles (or fetches from the module cache) ``wasm`` and binds limits."""
 
@@ -227,6 +230,7 @@ def restore(
     max_output_bytes: int = ...,
     signing_key: bytes | None = None,
     require_signature: bool = False,
+    device: str | None = None,
 ) -> tuple[Instance, dict[str, Any]]:
     """Restores an instance; returns it and the snapshot's metadata."""
 
@@ -248,6 +252,9 @@ def device_info() -> dict[str, Any]:
     ``bindings_cuda_version``, ``libraries`` (each CUDA library and the file
     loaded, or None), ``reason`` (why there is no device) and ``default``
     (what ``TENSOR_WASM_DEVICE`` resolves to)."""
+
+def device_memory() -> list[dict[str, Any]]:
+    """``[{device, live, cached, capacity}]`` (bytes) of each device in use."""
 
 def resolve_device(spec: str) -> str:
     """``auto | cpu | cuda | cuda:N`` resolved here: ``"cpu"`` or ``"cuda:N"``;

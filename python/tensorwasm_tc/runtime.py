@@ -103,6 +103,7 @@ class Runtime:
     __slots__ = (
         "cache_dir",
         "deadline_ms",
+        "device",
         "max_memory_bytes",
         "max_module_bytes",
         "max_output_bytes",
@@ -122,6 +123,7 @@ class Runtime:
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         snapshot_key: bytes | Literal[False] | None = None,
         require_signature: bool | None = None,
+        device: str | None = None,
     ) -> None:
         if cache_dir is None or cache_dir is True:
             self.cache_dir: Path | None = default_home() / "modules"
@@ -145,6 +147,11 @@ class Runtime:
                 "TENSOR_WASM_SNAPSHOT_KEY) to check signatures with"
             )
         self.require_signature = require_signature
+        # Where instances run ops: "cpu" or "cuda:N", resolved now
+        # (None: TENSOR_WASM_DEVICE, default auto; see docs/DEVICES.md).
+        self.device: str = _core.resolve_device(
+            device if device is not None else os.environ.get("TENSOR_WASM_DEVICE", "auto")
+        )
 
     def load(
         self,
@@ -193,6 +200,7 @@ class Runtime:
             "max_table_elements": self.max_table_elements,
             "deadline_ms": self.deadline_ms,
             "max_output_bytes": self.max_output_bytes,
+            "device": self.device,
         }
 
     def restore(
@@ -245,6 +253,11 @@ class Function:
     def exports(self) -> dict[str, tuple[list[str], list[str]]]:
         """``{name: ([param types], [result types])}`` of exported functions."""
         return self._inner.exports
+
+    @property
+    def device(self) -> str:
+        """Where its instances run ops: ``"cpu"`` or ``"cuda:N"`` (the runtime's)."""
+        return self._inner.device
 
     @property
     def limits(self) -> dict[str, int]:

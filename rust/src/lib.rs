@@ -37,6 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::info::engine_info, m)?)?;
     m.add_function(wrap_pyfunction!(py::device::device_info, m)?)?;
     m.add_function(wrap_pyfunction!(py::device::resolve_device, m)?)?;
+    m.add_function(wrap_pyfunction!(py::device::device_memory, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_stats, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(py::sysio::write_all, m)?)?;

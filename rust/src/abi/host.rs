@@ -246,6 +246,11 @@ fn tensor_read(mut caller: Caller<'_, StoreData>, h: i32, dst_ptr: i32, dst_len:
         Ok(t) => t,
         Err(code) => return code as i64,
     };
+    // A tensor on a device is read after the work queued before it.
+    let t = match crate::device::to(&t, crate::tensor::Device::Cpu, None) {
+        Ok(t) => t,
+        Err(e) => return abi.fail_core(e) as i64,
+    };
     let n = t.nbytes() as u64;
     let cap = dst_len as u32 as u64;
     if cap < n {
@@ -298,6 +303,12 @@ fn tensor_write(mut caller: Caller<'_, StoreData>, h: i32, src_ptr: i32, src_len
     let Some(r) = range(mem, src_ptr, len) else {
         return bad_ptr(abi, "source", src_ptr, len, mem.len());
     };
+    if t.device() != crate::tensor::Device::Cpu {
+        return match crate::device::write_bytes(&t, mem[r].to_vec()) {
+            Ok(()) => 0,
+            Err(e) => abi.fail_core(e),
+        };
+    }
     // SAFETY: dst is writable, contiguous, len bytes; the source was checked.
     unsafe { std::ptr::copy_nonoverlapping(mem[r].as_ptr(), dst, len as usize) };
     0
@@ -382,7 +393,10 @@ fn op(
             Record::Int(v) => Arg::Int(v),
             Record::Float(v) => Arg::Float(v),
             Record::Tensor(h) => match abi.tensor(h) {
-                Ok(t) => Arg::Tensor(t),
+                Ok(t) => match abi.on_device(h, t) {
+                    Ok(t) => Arg::Tensor(t),
+                    Err(e) => return abi.fail_core(e),
+                },
                 Err(code) => return code,
             },
             Record::Bytes { ptr, len } => match range(mem, ptr as i32, len as u64) {

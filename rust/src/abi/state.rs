@@ -1,12 +1,26 @@
 //! Per-instance ABI state: the handle table, inputs, bound tensors, outputs,
 //! the tensor-memory budget and the last error message.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use super::codes::AbiCode;
+use crate::device;
 use crate::error::{CoreError, CoreResult};
-use crate::tensor::{Budget, Tensor};
+use crate::tensor::{Budget, DType, Device, Tensor};
+
+/// A tensor's identity for device copies: its memory and layout.
+type TensorKey = (usize, usize, DType, Vec<usize>, Vec<isize>);
+
+fn key_of(t: &Tensor) -> TensorKey {
+    (
+        t.data_ptr() as usize,
+        t.nbytes(),
+        t.dtype(),
+        t.shape().to_vec(),
+        t.strides().to_vec(),
+    )
+}
 
 /// Live handles per invoke, at most: a guest that leaks handles gets
 /// ResourceExhausted long before the host feels it.
@@ -21,6 +35,11 @@ const MAX_ERROR_BYTES: usize = 4096;
 #[derive(Debug, Default, Clone)]
 pub struct Bindings {
     by_name: HashMap<String, Tensor>,
+    /// Identities of the bound tensors (to recognise their handles).
+    keys: HashSet<TensorKey>,
+    /// One copy per (bound tensor, device), made on first use and shared by
+    /// every instance of the function.
+    device_copies: Arc<Mutex<HashMap<(TensorKey, Device), Tensor>>>,
 }
 
 impl Bindings {
@@ -52,7 +71,28 @@ impl Bindings {
                 by_name.entry(name).or_insert(t);
             }
         }
-        Ok(Bindings { by_name })
+        let keys = by_name.values().map(key_of).collect();
+        Ok(Bindings {
+            by_name,
+            keys,
+            device_copies: Arc::default(),
+        })
+    }
+
+    /// The copy on `dev` of bound tensor `t` (made once), or None when `t`
+    /// is not one of this function's bound tensors.
+    pub fn device_copy(&self, t: &Tensor, dev: Device) -> CoreResult<Option<Tensor>> {
+        let key = key_of(t);
+        if !self.keys.contains(&key) {
+            return Ok(None);
+        }
+        let mut copies = self.device_copies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = copies.get(&(key.clone(), dev)) {
+            return Ok(Some(d.clone()));
+        }
+        let d = device::to(t, dev, None)?.read_only_view();
+        copies.insert((key, dev), d.clone());
+        Ok(Some(d))
     }
 
     pub fn get(&self, name: &str) -> Option<&Tensor> {
@@ -107,6 +147,11 @@ pub struct AbiState {
     pub budget: Arc<Budget>,
     /// Tensors kept across invokes (`tensor_keep`), by name; part of snapshots.
     pub kept: BTreeMap<String, Kept>,
+    /// Where ops run (`Runtime(device=...)`).
+    pub device: Device,
+    /// Read-only host tensors of this invoke (inputs) already copied to the
+    /// device, with the host tensor pinned so its address stays its own.
+    device_cache: HashMap<TensorKey, (Tensor, Tensor)>,
 }
 
 impl AbiState {
@@ -121,7 +166,38 @@ impl AbiState {
             outputs: Vec::new(),
             budget,
             kept: BTreeMap::new(),
+            device: Device::Cpu,
+            device_cache: HashMap::new(),
         }
+    }
+
+    /// `t` (the tensor of handle `h`) where this instance's ops run: itself
+    /// on the CPU or when already there; else a copy on the device, made
+    /// once per bound tensor and device (shared by the function's
+    /// instances), once per invoke for inputs, and in place of the handle's
+    /// tensor for the guest's own tensors.
+    pub fn on_device(&mut self, h: i32, t: Tensor) -> CoreResult<Tensor> {
+        let dev = self.device;
+        if dev == Device::Cpu || t.device() == dev {
+            return Ok(t);
+        }
+        if t.is_read_only() {
+            if let Some(d) = self.bindings.device_copy(&t, dev)? {
+                return Ok(d);
+            }
+            let key = key_of(&t);
+            if let Some((_, d)) = self.device_cache.get(&key) {
+                return Ok(d.clone());
+            }
+            let d = device::to(&t, dev, Some(&self.budget))?.read_only_view();
+            self.device_cache.insert(key, (t, d.clone()));
+            return Ok(d);
+        }
+        let d = device::to(&t, dev, Some(&self.budget))?;
+        if let Some(i) = self.slot_of(h) {
+            self.slots[i].tensor = Some(d.clone());
+        }
+        Ok(d)
     }
 
     /// Drops every handle, input and output (end of an invoke); kept
@@ -138,6 +214,7 @@ impl AbiState {
         self.live = 0;
         self.inputs.clear();
         self.outputs.clear();
+        self.device_cache.clear();
         self.last_error.clear();
     }
 

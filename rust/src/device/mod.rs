@@ -68,17 +68,28 @@ pub fn select_in(report: &Report, spec: &str) -> CoreResult<Device> {
     };
     match Request::parse(spec)? {
         Request::Cpu => Ok(Device::Cpu),
-        Request::Auto => Ok(if report.backend.is_some() && !report.devices.is_empty() {
-            Device::Cuda(report.devices[0].index)
-        } else {
-            Device::Cpu
+        Request::Auto => Ok(match report.backend {
+            Some(kind) if executes(kind) && !report.devices.is_empty() => {
+                Device::Cuda(report.devices[0].index)
+            }
+            _ => Device::Cpu,
         }),
         Request::Cuda(n) => {
-            if report.backend.is_none() {
-                return Err(CoreError::invalid_args(format!(
-                    "device {spec:?} asked for, but CUDA is not available: {}",
-                    why()
-                )));
+            match report.backend {
+                None => {
+                    return Err(CoreError::invalid_args(format!(
+                        "device {spec:?} asked for, but CUDA is not available: {}",
+                        why()
+                    )));
+                }
+                Some(kind) if !executes(kind) => {
+                    return Err(CoreError::invalid_args(format!(
+                        "device {spec:?}: CUDA devices were found, but this build runs tensors \
+                         on a real device not yet (only on the fake backend, \
+                         TENSORCAST_CUDA_BACKEND=fake)"
+                    )));
+                }
+                Some(_) => {}
             }
             let n = n.unwrap_or(0);
             if report.devices.iter().any(|d| d.index == n) {
@@ -91,6 +102,13 @@ pub fn select_in(report: &Report, spec: &str) -> CoreResult<Device> {
             }
         }
     }
+}
+
+/// Whether this build runs tensors and ops on devices of `kind`: the fake
+/// backend's; the real backend's memory and kernels are not in it yet, so
+/// `auto` stays on the CPU on a real GPU.
+pub fn executes(kind: BackendKind) -> bool {
+    kind == BackendKind::Fake
 }
 
 /// `select_in` against this process's report.
@@ -205,6 +223,19 @@ pub fn alloc_tensor(
         contiguous_strides(shape),
         false,
     )
+}
+
+/// Queues a copy of `bytes` over the elements of contiguous device tensor `t`.
+pub fn write_bytes(t: &Tensor, bytes: Vec<u8>) -> CoreResult<()> {
+    let Storage::Device(mem) = &**t.storage() else {
+        return Err(CoreError::internal("write_bytes on a host tensor"));
+    };
+    if !t.is_contiguous() || bytes.len() != t.nbytes() {
+        return Err(CoreError::invalid_args(
+            "a device write needs a contiguous tensor and all its bytes",
+        ));
+    }
+    stream(mem.device())?.copy_htod(&mem.alloc, t.offset(), bytes)
 }
 
 /// `t` on `dev`: itself when already there, else a contiguous copy made

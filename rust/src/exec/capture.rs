@@ -583,13 +583,20 @@ pub fn save<W: Write>(
     }
     w.write_section_bytes(SectionKind::Globals, &encode_globals(compiled, &globals))?;
     w.write_section_bytes(SectionKind::Tables, &encode_tables(&tables))?;
-    let kept: Vec<(&String, &Tensor)> = store
+    // Kept tensors on a device are written from a host copy.
+    let kept_host: Vec<(&String, Tensor)> = store
         .data()
         .abi
         .kept
         .iter()
-        .map(|(n, k)| (n, &k.tensor))
-        .collect();
+        .map(|(n, k)| {
+            Ok((
+                n,
+                crate::device::to(&k.tensor, crate::tensor::Device::Cpu, None)?,
+            ))
+        })
+        .collect::<CoreResult<_>>()?;
+    let kept: Vec<(&String, &Tensor)> = kept_host.iter().map(|(n, t)| (*n, t)).collect();
     write_tensors(&mut w, &kept)?;
     if let Some(export) = &compiled.state.memory {
         let memory = instance
@@ -889,6 +896,7 @@ pub fn preinitialize(function: &Function, init_export: &str) -> CoreResult<Funct
         function.limits,
         (*function.bindings).clone(),
     )
+    .map(|f| f.with_device(function.device))
 }
 
 /// Faults in the pages the runs will fill with one call per run

@@ -382,6 +382,8 @@ pub struct Function {
     pub compiled: Arc<CompiledModule>,
     pub limits: Limits,
     pub bindings: Arc<Bindings>,
+    /// Where its instances run ops (`crate::device`).
+    pub device: crate::tensor::Device,
 }
 
 impl Function {
@@ -399,14 +401,21 @@ impl Function {
             compiled,
             limits,
             bindings: Arc::new(bindings),
+            device: crate::tensor::Device::Cpu,
         })
+    }
+
+    /// The same function, its instances running ops on `device`.
+    pub fn with_device(mut self, device: crate::tensor::Device) -> Self {
+        self.device = device;
+        self
     }
 
     /// A new store set up with this function's limits.
     pub fn new_store(&self) -> Store<StoreData> {
         let mut store = Store::new(
             engine(),
-            StoreData::new(&self.limits, self.bindings.clone()),
+            StoreData::new(&self.limits, self.bindings.clone(), self.device),
         );
         store.limiter(|d| &mut d.limiter);
         store.epoch_deadline_trap();
@@ -461,7 +470,22 @@ pub fn call(
     let data = store.data_mut();
     let (stdout, out_cut) = data.wasi.stdout.take_text();
     let (stderr, err_cut) = data.wasi.stderr.take_text();
-    let outputs = data.end_call();
+    // Outputs come back as host tensors wherever the function ran.
+    let outputs: CoreResult<Vec<(String, Tensor)>> = data
+        .end_call()
+        .into_iter()
+        .map(|(name, t)| {
+            Ok((
+                name,
+                crate::device::to(&t, crate::tensor::Device::Cpu, None)?,
+            ))
+        })
+        .collect();
+    let outputs = match (&outcome, outputs) {
+        (Ok(()), Err(e)) => return Err(e),
+        (_, Ok(o)) => o,
+        (Err(_), Err(_)) => Vec::new(),
+    };
     match outcome {
         Ok(()) => Ok(InvokeOutcome {
             values: results.iter().map(raise).collect(),

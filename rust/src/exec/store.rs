@@ -16,13 +16,15 @@ pub struct StoreData {
 }
 
 impl StoreData {
-    pub fn new(limits: &Limits, bindings: Arc<Bindings>) -> Self {
+    pub fn new(limits: &Limits, bindings: Arc<Bindings>, device: crate::tensor::Device) -> Self {
         let limiter = Limiter::new(limits);
         let budget = limiter.budget.clone();
+        let mut abi = AbiState::new(bindings, budget);
+        abi.device = device;
         StoreData {
             limiter,
             wasi: WasiState::new(limits.max_output_bytes),
-            abi: AbiState::new(bindings, budget),
+            abi,
         }
     }
 

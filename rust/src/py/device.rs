@@ -63,3 +63,26 @@ pub fn resolve_device(py: Python<'_>, spec: &str) -> PyResult<String> {
         .map(|d| d.to_string())
         .map_err(|e| super::errors::to_pyerr(py, e))
 }
+
+/// Memory of each device this process has used: `[{device, live, cached,
+/// capacity}]` in bytes (`live`: held by tensors; `cached`: freed blocks the
+/// pool keeps for reuse). Empty when no device memory exists.
+#[pyfunction]
+pub fn device_memory(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let out = PyList::empty(py);
+    let r = device::report();
+    if r.backend.is_some_and(device::executes) {
+        for d in &r.devices {
+            if let Ok(rt) = device::runtime(d.index) {
+                let (live, cached) = rt.pool().usage();
+                let e = PyDict::new(py);
+                e.set_item("device", format!("cuda:{}", d.index))?;
+                e.set_item("live", live)?;
+                e.set_item("cached", cached)?;
+                e.set_item("capacity", rt.pool().capacity())?;
+                out.append(e)?;
+            }
+        }
+    }
+    Ok(out)
+}

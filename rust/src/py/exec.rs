@@ -36,7 +36,7 @@ pub fn wat_to_wasm(
 #[pyfunction]
 #[pyo3(signature = (wasm, *, cache_dir=None, max_module_bytes=exec::function::DEFAULT_MAX_MODULE_BYTES as i64,
     max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000, max_output_bytes=1 << 20,
-    bindings=None, init_export=None))]
+    bindings=None, init_export=None, device=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn load(
     py: Python<'_>,
@@ -49,8 +49,14 @@ pub fn load(
     max_output_bytes: i64,
     bindings: Option<&Bound<'_, PyDict>>,
     init_export: Option<String>,
+    device: Option<String>,
 ) -> PyResult<Function> {
     let bindings = convert_bindings(py, bindings)?;
+    let device = match device {
+        Some(spec) => crate::device::select(&spec),
+        None => crate::device::default_device(),
+    }
+    .map_err(|e| to_pyerr(py, e))?;
     let checked = (|| -> Result<(usize, Limits), CoreError> {
         let limits = Limits {
             max_memory_bytes: non_negative("max_memory_bytes", max_memory_bytes)?,
@@ -81,7 +87,8 @@ pub fn load(
     let result = py.detach(move || -> Result<exec::Function, CoreError> {
         let binary = to_binary(&bytes, is_text, max_module_bytes)?;
         let compiled = load_module(&binary, cache_dir.as_deref(), max_module_bytes)?;
-        let function = exec::Function::with_bindings(compiled, limits, bindings)?;
+        let function =
+            exec::Function::with_bindings(compiled, limits, bindings)?.with_device(device);
         match init_export {
             Some(name) => exec::capture::preinitialize(&function, &name),
             None => Ok(function),
@@ -261,6 +268,12 @@ impl Function {
             .image
             .as_ref()
             .map(|i| i.init_export.clone())
+    }
+
+    /// Where its instances run ops: ``"cpu"`` or ``"cuda:N"``.
+    #[getter]
+    fn device(&self) -> String {
+        self.inner.device.to_string()
     }
 
     /// The limits every instance of this function runs under.

@@ -323,7 +323,7 @@ fn metadata_dict<'py>(py: Python<'py>, m: &Metadata) -> PyResult<Bound<'py, PyDi
 #[pyfunction]
 #[pyo3(signature = (source, function=None, *, cache_dir=None, max_module_bytes=64 << 20,
     max_memory_bytes=256 << 20, max_table_elements=10_000, deadline_ms=30_000,
-    max_output_bytes=1 << 20, signing_key=None, require_signature=false))]
+    max_output_bytes=1 << 20, signing_key=None, require_signature=false, device=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn restore<'py>(
     py: Python<'py>,
@@ -337,7 +337,13 @@ pub fn restore<'py>(
     max_output_bytes: usize,
     signing_key: Option<Vec<u8>>,
     require_signature: bool,
+    device: Option<String>,
 ) -> PyResult<(Instance, Bound<'py, PyDict>)> {
+    let device = match device {
+        Some(spec) => crate::device::select(&spec),
+        None => crate::device::default_device(),
+    }
+    .map_err(|e| to_pyerr(py, e))?;
     let src = source_arg(source)?;
     let given = function.map(|f| f.inner.clone());
     let limits = Limits {
@@ -363,7 +369,7 @@ pub fn restore<'py>(
                 ));
             };
             let compiled = load_module(bytes, cache_dir.as_deref(), max_module_bytes)?;
-            core_exec::Function::new(compiled, limits)
+            core_exec::Function::new(compiled, limits).map(|f| f.with_device(device))
         })
     });
     let restored = result.map_err(|e| to_pyerr(py, e))?;

@@ -41,7 +41,7 @@ element!(u8, DType::U8);
 element!(i8, DType::I8);
 
 /// Where a tensor's memory is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Device {
     #[default]
     Cpu,
