@@ -169,6 +169,20 @@ tw_tensor tw_tensor_kept(const char *name, uint32_t name_len);
 __attribute__((import_module("tensorwasm"), import_name("tensor_forget")))
 int32_t tw_tensor_forget(const char *name, uint32_t name_len);
 
+/* Custom kernels (docs/ABI.md "Custom kernels"): compiles CUDA C or PTX
+ * (at most 1 MiB) for the instance's device and returns a module handle, or
+ * < 0: -1 (TW_ERR_NOT_AVAILABLE) when the instance has no device that runs
+ * custom kernels (the CPU, the fake backend). */
+__attribute__((import_module("tensorwasm"), import_name("cuda_load")))
+int32_t tw_cuda_load(const char *src, uint32_t src_len);
+
+/* Launches kernel `name` of `module` on grid[3] x block[3] threads (at most
+ * 1024 per block) with the argv records as arguments; 0 or < 0. */
+__attribute__((import_module("tensorwasm"), import_name("cuda_launch")))
+int32_t tw_cuda_launch(int32_t module, const char *name, uint32_t name_len,
+                       const uint32_t grid[3], const uint32_t block[3],
+                       const uint8_t *argv, uint32_t argv_len);
+
 /* Copies up to `cap` bytes of the last failure's message (no NUL added) to
  * `dst` and returns the message's full length (0 when nothing failed yet in
  * this invoke), or -2 when dst is out of bounds. */

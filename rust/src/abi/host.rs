@@ -33,7 +33,18 @@ const NAMES: &[&str] = &[
     "tensor_keep",
     "tensor_kept",
     "tensor_forget",
+    "cuda_load",
+    "cuda_launch",
 ];
+
+/// Largest CUDA C or PTX source `cuda_load` takes.
+pub const MAX_KERNEL_SOURCE_BYTES: u64 = 1 << 20;
+/// Threads per block a launch may ask for (the CUDA limit on every GPU).
+pub const MAX_THREADS_PER_BLOCK: u64 = 1024;
+/// Grid limits: x up to 2^31 - 1, y and z up to 65535 (compute capability >= 3.0).
+pub const MAX_GRID: [u64; 3] = [(1 << 31) - 1, 65_535, 65_535];
+/// Block limits per dimension.
+pub const MAX_BLOCK: [u64; 3] = [1024, 1024, 64];
 
 pub fn provided_names() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
@@ -541,6 +552,115 @@ fn tensor_forget(mut caller: Caller<'_, StoreData>, name_ptr: i32, name_len: i32
     }
 }
 
+/// Reads three little-endian `u32` dimensions at `ptr`.
+fn read_dims(mem: &[u8], ptr: i32) -> Option<[u64; 3]> {
+    let r = range(mem, ptr, 12)?;
+    let b = &mem[r];
+    let d = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64;
+    Some([d(0), d(4), d(8)])
+}
+
+fn no_custom_kernels(abi: &mut AbiState) -> i32 {
+    let msg = match abi.device {
+        crate::tensor::Device::Cpu => {
+            "custom CUDA kernels need a CUDA device; this instance runs on the cpu".to_string()
+        }
+        d => format!(
+            "custom CUDA kernels are not supported on {d} in this build (the fake backend \
+             cannot run CUDA code, and real-device kernels are not in it yet)"
+        ),
+    };
+    abi.fail(AbiCode::NotAvailable, msg)
+}
+
+/// `cuda_load(src_ptr, src_len) -> module`: compiles CUDA C or PTX for the
+/// instance's device. The source is checked (bounds, size cap); on a host
+/// without a usable device the answer is NotAvailable.
+fn cuda_load(mut caller: Caller<'_, StoreData>, src_ptr: i32, src_len: i32) -> i32 {
+    let (mem, data) = mem_and_state!(caller);
+    let abi = &mut data.abi;
+    let len = src_len as u32 as u64;
+    if len == 0 || len > MAX_KERNEL_SOURCE_BYTES {
+        return abi.fail(
+            AbiCode::InvalidArgs,
+            format!("kernel source of {len} bytes; 1 to {MAX_KERNEL_SOURCE_BYTES} are accepted"),
+        );
+    }
+    if range(mem, src_ptr, len).is_none() {
+        return bad_ptr(abi, "kernel source", src_ptr, len, mem.len());
+    }
+    no_custom_kernels(abi)
+}
+
+/// `cuda_launch(module, name_ptr, name_len, grid_ptr, block_ptr, argv_ptr,
+/// argv_len) -> i32`: launches kernel `name` of a loaded module with tensor
+/// handles and scalars as arguments (argv records). Launch bounds are
+/// checked before anything else runs.
+#[allow(clippy::too_many_arguments)]
+fn cuda_launch(
+    mut caller: Caller<'_, StoreData>,
+    module: i32,
+    name_ptr: i32,
+    name_len: i32,
+    grid_ptr: i32,
+    block_ptr: i32,
+    argv_ptr: i32,
+    argv_len: i32,
+) -> i32 {
+    let (mem, data) = mem_and_state!(caller);
+    let abi = &mut data.abi;
+    let name = match read_name(mem, abi, "kernel name", name_ptr, name_len) {
+        Ok(n) if n.is_empty() => {
+            return abi.fail(AbiCode::InvalidArgs, "the kernel name is empty");
+        }
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let Some(grid) = read_dims(mem, grid_ptr) else {
+        return bad_ptr(abi, "grid", grid_ptr, 12, mem.len());
+    };
+    let Some(block) = read_dims(mem, block_ptr) else {
+        return bad_ptr(abi, "block", block_ptr, 12, mem.len());
+    };
+    if grid.contains(&0) || block.contains(&0) {
+        return abi.fail(
+            AbiCode::InvalidArgs,
+            format!("{name}: grid {grid:?} and block {block:?} must have no zero dimension"),
+        );
+    }
+    let threads: u64 = block.iter().product();
+    if threads > MAX_THREADS_PER_BLOCK || block.iter().zip(MAX_BLOCK).any(|(d, m)| *d > m) {
+        return abi.fail(
+            AbiCode::InvalidArgs,
+            format!(
+                "{name}: block {block:?} has {threads} threads; at most {MAX_THREADS_PER_BLOCK} \
+                 per block and {MAX_BLOCK:?} per dimension"
+            ),
+        );
+    }
+    if grid.iter().zip(MAX_GRID).any(|(d, m)| *d > m) {
+        return abi.fail(
+            AbiCode::InvalidArgs,
+            format!("{name}: grid {grid:?} exceeds {MAX_GRID:?}"),
+        );
+    }
+    let alen = argv_len as u32 as u64;
+    if alen as usize > argv::MAX_BYTES {
+        return abi.fail(
+            AbiCode::KernelArgsUnsupported,
+            format!("argv is {alen} bytes; at most {} are supported", argv::MAX_BYTES),
+        );
+    }
+    let Some(r) = range(mem, argv_ptr, alen) else {
+        return bad_ptr(abi, "argv", argv_ptr, alen, mem.len());
+    };
+    if let Err((code, msg)) = argv::decode(&mem[r]) {
+        return abi.fail(code, format!("{name}: {msg}"));
+    }
+    let _ = module; // no module can have been loaded without a device
+    no_custom_kernels(abi)
+}
+
 /// Defines every import of ABI v1 in `linker`.
 pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     let m = MODULE;
@@ -548,6 +668,8 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     linker.func_wrap(m, "tensor_keep", tensor_keep)?;
     linker.func_wrap(m, "tensor_kept", tensor_kept)?;
     linker.func_wrap(m, "tensor_forget", tensor_forget)?;
+    linker.func_wrap(m, "cuda_load", cuda_load)?;
+    linker.func_wrap(m, "cuda_launch", cuda_launch)?;
     linker.func_wrap(m, "tensor_input", tensor_input)?;
     linker.func_wrap(m, "tensor_bound", tensor_bound)?;
     linker.func_wrap(m, "tensor_new", tensor_new)?;
