@@ -648,7 +648,10 @@ fn cuda_launch(
     if alen as usize > argv::MAX_BYTES {
         return abi.fail(
             AbiCode::KernelArgsUnsupported,
-            format!("argv is {alen} bytes; at most {} are supported", argv::MAX_BYTES),
+            format!(
+                "argv is {alen} bytes; at most {} are supported",
+                argv::MAX_BYTES
+            ),
         );
     }
     let Some(r) = range(mem, argv_ptr, alen) else {
