@@ -124,12 +124,7 @@ class DaemonClient:
             try:
                 if total:
                     os.ftruncate(fd, total)
-                    with mmap.mmap(fd, total, flags=mmap.MAP_SHARED) as mm:
-                        view = memoryview(mm)
-                        try:
-                            layout.fill(view, prepared, specs)
-                        finally:
-                            view.release()
+                    layout.write_fd(fd, prepared, specs)
                 req.upload_token = self._fd_call(chan, lambda: chan.upload(fd, total))
             finally:
                 os.close(fd)

@@ -23,6 +23,7 @@ every id):
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -226,6 +227,24 @@ def fill(
     for p, s in zip(prepared, specs, strict=True):
         if s.nbytes:
             dest[s.offset : s.offset + s.nbytes] = p.data.cast("B")
+
+
+#: Bytes per ``pwrite``: Linux moves at most ~2 GiB per call.
+_WRITE_STEP = 1 << 30
+
+
+def write_fd(fd: int, prepared: Sequence[Prepared], specs: Sequence[gs_pb2.TensorSpec]) -> None:
+    """As `fill`, into file ``fd`` with ``pwrite``: the kernel allocates and
+    fills the memfd's pages without mapping them in this process, about twice
+    as fast as writing through a fresh mapping (whose every page faults)."""
+    for p, s in zip(prepared, specs, strict=True):
+        data = p.data.cast("B")
+        done = 0
+        while done < s.nbytes:
+            n = os.pwrite(fd, data[done : done + _WRITE_STEP], s.offset + done)
+            if n <= 0:
+                raise ArtifactError("short write into the upload memfd", "INTERNAL")
+            done += n
 
 
 def array_views(
