@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import re
@@ -39,7 +40,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from tensorwasm_tc import Function, Runtime, TensorWasmError, __version__
+from tensorwasm_tc import Function, Runtime, TensorWasmError, __version__, _tracing
+from tensorwasm_tc.gateway import tracing
 from tensorwasm_tc.gateway.artifacts import TensorCastLink
 from tensorwasm_tc.gateway.audit import AuditLog
 from tensorwasm_tc.gateway.auth import (
@@ -213,7 +215,13 @@ class Gateway:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs blocking work (an invoke, a compile) on the executor pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        loop = asyncio.get_running_loop()
+        if _tracing.ENABLED:
+            # Executor threads do not inherit the request's context: hand it
+            # over, so spans made there (TensorCast verbs binding artifacts
+            # at deploy) nest under the request's.
+            return await loop.run_in_executor(self.pool, contextvars.copy_context().run, fn, *args)
+        return await loop.run_in_executor(self.pool, fn, *args)
 
 
 class GatewayMiddleware:
@@ -267,6 +275,11 @@ class GatewayMiddleware:
         state["request_id"] = rid
         state["audit"] = _path_resources(route, scope["path"])
         action = AUDITED.get((method, route)) if method_ok else None
+        # The server span (current while the request runs); tracing off
+        # costs this one test, no span is made.
+        traced = (
+            tracing.start_request(method, route, rid, headers, scope) if _tracing.ENABLED else None
+        )
         status_box = [500]
         extra_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", rid.encode())]
         principal: Principal | None = None
@@ -416,6 +429,8 @@ class GatewayMiddleware:
             m.requests.labels(method, route, str(status)).inc()
             m.duration.labels(method, route).observe(elapsed)
             write_audit()  # when no response went out (a disconnected client)
+            if traced is not None:
+                tracing.end_request(traced, status, state)
 
 
 def _path_resources(route: str, path: str) -> dict[str, Any]:
@@ -632,14 +647,20 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.get_running_loop().run_in_executor(gw.pool, gw.load_stored_functions)
-        gw.link.start_background()
-        gw.ready = True
-        log.info("tensor-wasm %s ready (home %s)", __version__, cfg.home)
+        # Before anything that may make spans; flushed after everything.
+        traces = _tracing.setup(cfg.tracing)
         try:
-            yield
+            await asyncio.get_running_loop().run_in_executor(gw.pool, gw.load_stored_functions)
+            gw.link.start_background()
+            gw.ready = True
+            log.info("tensor-wasm %s ready (home %s)", __version__, cfg.home)
+            try:
+                yield
+            finally:
+                await _shutdown(gw)
         finally:
-            await _shutdown(gw)
+            if traces is not None:
+                traces.shutdown()
 
     app = FastAPI(
         title="tensorwasm_tc gateway",

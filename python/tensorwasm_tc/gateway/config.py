@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from tensorwasm_tc import TensorWasmError
+from tensorwasm_tc._tracing import TracingConfig
 from tensorwasm_tc.runtime import default_home, snapshot_key_from_env
 
 log = logging.getLogger("tensorwasm_tc.gateway")
@@ -191,6 +192,8 @@ class GatewayConfig:
     # connect (to tensorcast_address) or off.
     tensorcast_mode: str = "auto"
     tensorcast_address: str | None = None
+    # OpenTelemetry tracing (the standard OTEL_* variables); off by default.
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     @property
     def dev_mode(self) -> bool:
@@ -296,6 +299,11 @@ class GatewayConfig:
         tc_on = tensorcast if tensorcast is not None else not _off(text("TENSOR_WASM_TENSORCAST"))
         tc_mode = "off" if not tc_on else ("connect" if tc_address else "auto")
 
+        try:
+            tracing = TracingConfig.from_env(env)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
         raw_tokens = env.get("TENSOR_WASM_API_TOKENS", "")
         parsed = parse_tokens(raw_tokens)
         home_path = Path(home).expanduser() if home is not None else default_home(env)
@@ -331,6 +339,7 @@ class GatewayConfig:
             snapshot_require_signature=require_signature,
             tensorcast_mode=tc_mode,
             tensorcast_address=tc_address,
+            tracing=tracing,
         )
 
     def log_startup(self) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from tensorwasm_tc import Function, InvokeResult, TensorWasmError
+from tensorwasm_tc import Function, InvokeResult, TensorWasmError, _tracing
+from tensorwasm_tc.gateway import tracing
 from tensorwasm_tc.gateway.config import GatewayConfig
 from tensorwasm_tc.gateway.errors import ApiError, from_core
 from tensorwasm_tc.gateway.models import InvokeRequest
@@ -72,7 +73,30 @@ def invoker(
         spawns.inc()
         return fn.invoke(export, args, inputs=inputs)
 
-    return partial(call, run, rec.id, body.output_encoding)
+    return work(run, rec.id, export, body.output_encoding)
+
+
+def work(
+    invoke: Callable[[], InvokeResult],
+    function_id: str,
+    export: str | None,
+    encoding: str,
+    instance_id: str | None = None,
+) -> partial[bytes]:
+    """The executor-thread call of one invoke. Built on the event loop: with
+    tracing on, it carries the request's context to the executor thread
+    (which does not inherit it) for the ``tensor_wasm.invoke`` span."""
+    if _tracing.ENABLED:
+        return partial(
+            _traced_call,
+            tracing.current_context(),
+            invoke,
+            function_id,
+            export,
+            encoding,
+            instance_id,
+        )
+    return partial(call, invoke, function_id, encoding, instance_id)
 
 
 def call(
@@ -87,3 +111,30 @@ def call(
     except TensorWasmError as err:
         raise from_core(err) from None
     return orjson.dumps(response(res, function_id, encoding, instance_id))
+
+
+def _traced_call(
+    parent: Any,
+    invoke: Callable[[], InvokeResult],
+    function_id: str,
+    export: str | None,
+    encoding: str,
+    instance_id: str | None,
+) -> bytes:
+    def timed() -> InvokeResult:
+        res = invoke()
+        tracing.record_duration(res.duration_ms)
+        return res
+
+    return tracing.traced_invoke(
+        parent,
+        partial(call, timed, function_id, encoding, instance_id),
+        function_id,
+        export,
+        instance_id,
+        _error_kind,
+    )
+
+
+def _error_kind(exc: BaseException) -> str:
+    return exc.kind if isinstance(exc, ApiError) else "internal"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -184,7 +183,7 @@ async def invoke_instance(id: str, body: InvokeRequest, request: Request) -> Res
             return inst.invoke(export, args, inputs=inputs)
 
     out: bytes = await gw.run(
-        partial(_invoke.call, run, rec.function_id, body.output_encoding, rec.id)
+        _invoke.work(run, rec.function_id, export, body.output_encoding, rec.id)
     )
     return Response(out, media_type="application/json")
 

@@ -26,6 +26,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tensorwasm_tc import _tracing
 from tensorwasm_tc.tensorcast._metrics_http import start_metrics_http
 from tensorwasm_tc.tensorcast._proto.tensorcast.global_store.v1 import (
     global_store_pb2 as pb,
@@ -273,7 +274,12 @@ class GlobalStoreServer:
                 futures.ThreadPoolExecutor(
                     max_workers=cfg.max_workers, thread_name_prefix="global-store"
                 ),
-                interceptors=[_Interceptor(cfg.cluster_token, metrics)],
+                # The span interceptor (tracing on) goes outermost: its span
+                # sees the status the auth/metrics interceptor settles on.
+                interceptors=[
+                    *_tracing.grpc_server_interceptors(),
+                    _Interceptor(cfg.cluster_token, metrics),
+                ],
                 # Without this, gRPC sets SO_REUSEPORT and a second Global Store
                 # would silently share the port with the first.
                 options=[("grpc.so_reuseport", 0)],
@@ -341,6 +347,9 @@ def serve(
     ``stop_event``, or the death of ``owner_pid`` when non-zero); writes the
     session record when ready and removes it on the way out. Returns the
     process exit status."""
+    # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set (a span per RPC);
+    # flushed at exit by the provider itself.
+    _tracing.setup_from_env("tensorcast-global-store")
     stop = stop_event or threading.Event()
     sid = session_id or f"global_store-{os.getpid()}"
     server = GlobalStoreServer(config)
