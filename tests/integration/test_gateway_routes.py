@@ -361,10 +361,14 @@ def test_metrics_names_templates_and_build_info(
         "tensor_wasm_jobs_in_flight",
         "tensor_wasm_rate_limited_total",
         "tensor_wasm_build_info",
+        "tensor_wasm_tensorcast_up",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
     ):
         assert f"# TYPE {name} " in text, name
 
     samples = parse_metrics(text)
+    assert samples['tensor_wasm_tensorcast_up{mode="off"}'] == 0.0  # the suite runs without it
     invoke = (
         'tensor_wasm_http_requests_total{method="POST",route="/functions/{id}/invoke",status="200"}'
     )

@@ -26,3 +26,14 @@ def test_metrics_can_be_turned_off(cluster: Cluster) -> None:  # noqa: F811
     d = cluster.daemon(config={"metrics_port": -1})
     [rec] = [r for r in sessions.live_sessions("daemon", home=d.home) if r.session_id == "d1"]
     assert rec.metrics_address == ""
+
+
+def test_metrics_name_the_build_and_the_tier_bytes(cluster: Cluster) -> None:  # noqa: F811
+    d = cluster.daemon()
+    [rec] = [r for r in sessions.live_sessions("daemon", home=d.home) if r.session_id == "d1"]
+    Store(d.client()).register({"w": np.arange(1024, dtype=np.float32)}, key="k")
+    with urllib.request.urlopen(f"http://{rec.metrics_address}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert f'tc_daemon_build_info{{build="{rec.build}"' in text
+    assert 'tc_local_stable_tier_bytes{state="used"} 4096.0' in text
+    assert 'tc_local_stable_tier_bytes{state="capacity"} 6.7108864e+07' in text

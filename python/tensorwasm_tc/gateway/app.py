@@ -634,15 +634,16 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     def jobs_in_flight() -> int:
         return registry.jobs_in_flight
 
+    link = TensorCastLink(cfg.tensorcast_mode, cfg.tensorcast_address)  # type: ignore[arg-type]
     gw = Gateway(
         config=cfg,
         registry=registry,
         auth=Authenticator(cfg, load_or_create_key(cfg.home)),
         limiter=RateLimiter(cfg.rate_limit_qps, cfg.rate_limit_burst) if cfg.rate_limited else None,
         audit=AuditLog(cfg.audit_log),
-        metrics=Metrics(active_instances, jobs_in_flight),
+        metrics=Metrics(active_instances, jobs_in_flight, link.status),
         pool=ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="tw-exec"),
-        link=TensorCastLink(cfg.tensorcast_mode, cfg.tensorcast_address),  # type: ignore[arg-type]
+        link=link,
     )
 
     @asynccontextmanager

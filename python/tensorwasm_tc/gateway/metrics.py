@@ -4,8 +4,9 @@ one process never collide)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -34,10 +35,14 @@ class _LiveCollector(Collector):
     """Values read at scrape time: kernel dispatches, instances, jobs."""
 
     def __init__(
-        self, active_instances: Callable[[], int], jobs_in_flight: Callable[[], int]
+        self,
+        active_instances: Callable[[], int],
+        jobs_in_flight: Callable[[], int],
+        tensorcast: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._active = active_instances
         self._jobs = jobs_in_flight
+        self._tensorcast = tensorcast
 
     def collect(self) -> Iterator[Metric]:
         kernels = CounterMetricFamily(
@@ -56,14 +61,30 @@ class _LiveCollector(Collector):
         jobs = GaugeMetricFamily("tensor_wasm_jobs_in_flight", "Async jobs pending or running")
         jobs.add_metric([], self._jobs())
         yield jobs
+        if self._tensorcast is not None:
+            st = self._tensorcast()
+            up = GaugeMetricFamily(
+                "tensor_wasm_tensorcast_up",
+                "1 while the server is attached to its TensorCast daemon, by link mode "
+                "(auto, connect, off); what /readyz reports",
+                labels=["mode"],
+            )
+            up.add_metric([str(st.get("mode", ""))], 1.0 if st.get("state") == "connected" else 0.0)
+            yield up
 
 
 class Metrics:
     def __init__(
-        self, active_instances: Callable[[], int], jobs_in_flight: Callable[[], int]
+        self,
+        active_instances: Callable[[], int],
+        jobs_in_flight: Callable[[], int],
+        tensorcast: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_cpu_seconds_total, process_resident_memory_bytes,
+        # process_open_fds, ... of this server.
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "tensor_wasm_http_requests",
             "HTTP requests by method, route template and status",
@@ -107,7 +128,7 @@ class Metrics:
             info["profile"],
             info["target"],
         ).set(1)
-        r.register(_LiveCollector(active_instances, jobs_in_flight))
+        r.register(_LiveCollector(active_instances, jobs_in_flight, tensorcast))
         # The TensorCast SDK's tc_store_* series of this process (the verbs
         # the gateway runs to bind artifacts) on the same endpoint.
         from tensorwasm_tc.tensorcast import _metrics as tc_metrics

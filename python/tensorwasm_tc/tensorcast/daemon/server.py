@@ -31,8 +31,9 @@ from typing import Any, Final, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
+from tensorwasm_tc import _core
 from tensorwasm_tc.tensorcast import sessions
 from tensorwasm_tc.tensorcast._metrics_http import start_metrics_http
 from tensorwasm_tc.tensorcast._proto.tensorcast.daemon.v1 import daemon_pb2, daemon_pb2_grpc
@@ -46,6 +47,12 @@ from tensorwasm_tc.tensorcast.version import build_string
 log = logging.getLogger(__name__)
 
 STABLE_TIER_OPS = Counter("tc_local_stable_tier_total", "Stable tier operations", ["op", "status"])
+BUILD_INFO = Gauge(
+    "tc_daemon_build_info",
+    "Build of the running Store Daemon (value is always 1)",
+    ["version", "build"],
+)
+STABLE_BYTES = Gauge("tc_local_stable_tier_bytes", "Bytes of the stable tier, by state", ["state"])
 PERSIST_ERRORS = Counter(
     "tc_persist_errors_total", "Durable writes that failed", ["stage", "reason"]
 )
@@ -858,6 +865,9 @@ def serve(cfg: DaemonConfig, session_id: str, owner_pid: int = 0) -> int:
     except ArtifactError as e:
         log.error("daemon failed to start: %s", e.message)
         return 1
+    BUILD_INFO.labels(_core.__version__, build_string()).set(1)
+    STABLE_BYTES.labels("used").set_function(lambda: svc.tier.used)
+    STABLE_BYTES.labels("capacity").set_function(lambda: svc.tier.capacity)
     max_msg = cfg.max_inline_bytes + (16 << 20)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="tc-rpc"),
