@@ -107,7 +107,8 @@ def test_off_means_every_buffer_is_fresh() -> None:
 
 def test_config_key_and_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TENSORCAST_RESERVE_BYTES", raising=False)
-    assert DaemonConfig.from_dict({}).reserve_bytes == 1 << 30
+    phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert DaemonConfig.from_dict({}).reserve_bytes == min(1 << 30, phys // 16)
     cfg = DaemonConfig.from_dict({"memory_tiers": {"reserve_bytes": 5 * MiB}})
     assert cfg.reserve_bytes == 5 * MiB
     monkeypatch.setenv("TENSORCAST_RESERVE_BYTES", "0")

@@ -18,7 +18,18 @@ import yaml
 
 from tensorwasm_tc.tensorcast.daemon.layout import DEFAULT_CHUNK_BYTES
 
-DEFAULT_RESERVE_BYTES = 1 << 30
+
+def _default_reserve() -> int:
+    """1 GiB, or 1/16 of the host's memory when that is less (small hosts)."""
+    try:
+        names = os.sysconf_names
+        phys = os.sysconf(names["SC_PHYS_PAGES"]) * os.sysconf(names["SC_PAGE_SIZE"])
+    except (ValueError, OSError, AttributeError, KeyError):
+        return 1 << 30
+    return int(min(1 << 30, max(0, phys) // 16))
+
+
+DEFAULT_RESERVE_BYTES = _default_reserve()
 #: Overrides ``memory_tiers.reserve_bytes`` (e.g. 0 on small machines and in tests).
 RESERVE_ENV = "TENSORCAST_RESERVE_BYTES"
 
