@@ -73,8 +73,20 @@ macro_rules! softmax_row {
         }
     };
 }
-softmax_row!(softmax_row32, f32);
 softmax_row!(softmax_row64, f64);
+
+/// The f32 row with a vectorisable exponential (`v - max <= 0`).
+fn softmax_row32(s: &[f32], d: &mut [f32]) {
+    let max = s
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for (o, &v) in d.iter_mut().zip(s) {
+        *o = super::elementwise::exp_nonpositive_f32(v - max);
+    }
+    let sum: f32 = d.iter().sum();
+    let inv = 1.0 / sum;
+    d.iter_mut().for_each(|o| *o *= inv);
+}
 
 pub fn softmax(x: &Tensor, axis: usize, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     if x.ndim() == 0 {
