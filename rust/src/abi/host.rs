@@ -381,22 +381,9 @@ fn op(
         Ok(op) => op,
         Err(e) => return abi.fail_core(e),
     };
-    let alen = argv_len as u32 as u64;
-    if alen as usize > argv::MAX_BYTES {
-        return abi.fail(
-            AbiCode::KernelArgsUnsupported,
-            format!(
-                "argv is {alen} bytes; at most {} are supported",
-                argv::MAX_BYTES
-            ),
-        );
-    }
-    let Some(r) = range(mem, argv_ptr, alen) else {
-        return bad_ptr(abi, "argv", argv_ptr, alen, mem.len());
-    };
-    let records = match argv::decode(&mem[r]) {
+    let records = match read_argv(mem, abi, &name, argv_ptr, argv_len) {
         Ok(v) => v,
-        Err((code, msg)) => return abi.fail(code, format!("{name}: {msg}")),
+        Err(code) => return code,
     };
     let mut args = Vec::with_capacity(records.len());
     for rec in records {
@@ -552,6 +539,32 @@ fn tensor_forget(mut caller: Caller<'_, StoreData>, name_ptr: i32, name_len: i32
     }
 }
 
+/// The argv records at `argv_ptr` for `what` (an op or a kernel): the
+/// length cap first (KernelArgsUnsupported before anything is read), then
+/// the bounds, then the records; failures are recorded and returned.
+fn read_argv(
+    mem: &[u8],
+    abi: &mut AbiState,
+    what: &str,
+    argv_ptr: i32,
+    argv_len: i32,
+) -> Result<Vec<Record>, i32> {
+    let alen = argv_len as u32 as u64;
+    if alen as usize > argv::MAX_BYTES {
+        return Err(abi.fail(
+            AbiCode::KernelArgsUnsupported,
+            format!(
+                "argv is {alen} bytes; at most {} are supported",
+                argv::MAX_BYTES
+            ),
+        ));
+    }
+    let Some(r) = range(mem, argv_ptr, alen) else {
+        return Err(bad_ptr(abi, "argv", argv_ptr, alen, mem.len()));
+    };
+    argv::decode(&mem[r]).map_err(|(code, msg)| abi.fail(code, format!("{what}: {msg}")))
+}
+
 /// Reads three little-endian `u32` dimensions at `ptr`.
 fn read_dims(mem: &[u8], ptr: i32) -> Option<[u64; 3]> {
     let r = range(mem, ptr, 12)?;
@@ -644,21 +657,8 @@ fn cuda_launch(
             format!("{name}: grid {grid:?} exceeds {MAX_GRID:?}"),
         );
     }
-    let alen = argv_len as u32 as u64;
-    if alen as usize > argv::MAX_BYTES {
-        return abi.fail(
-            AbiCode::KernelArgsUnsupported,
-            format!(
-                "argv is {alen} bytes; at most {} are supported",
-                argv::MAX_BYTES
-            ),
-        );
-    }
-    let Some(r) = range(mem, argv_ptr, alen) else {
-        return bad_ptr(abi, "argv", argv_ptr, alen, mem.len());
-    };
-    if let Err((code, msg)) = argv::decode(&mem[r]) {
-        return abi.fail(code, format!("{name}: {msg}"));
+    if let Err(code) = read_argv(mem, abi, &name, argv_ptr, argv_len) {
+        return code;
     }
     let _ = module; // no module can have been loaded without a device
     no_custom_kernels(abi)

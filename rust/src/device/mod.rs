@@ -254,7 +254,14 @@ pub fn to(t: &Tensor, dev: Device, budget: Option<&Arc<Budget>>) -> CoreResult<T
                     "device allocation is not device memory",
                 ));
             };
-            stream(n)?.copy_htod(&mem.alloc, 0, t.to_bytes())?;
+            // One copy, straight from the host tensor, waited for (like a
+            // copy from pageable memory): the caller may change `t` after.
+            let (src, dst) = (t.clone(), Arc::clone(&mem.alloc));
+            stream(n)?.run_sync(move || {
+                // SAFETY: `dst` was allocated for this shape and dtype.
+                unsafe { src.write_elements(dst.raw()) };
+                Ok(())
+            })?;
             Ok(out)
         }
         (Device::Cuda(n), Device::Cpu) => {
@@ -264,8 +271,8 @@ pub fn to(t: &Tensor, dev: Device, budget: Option<&Arc<Budget>>) -> CoreResult<T
             let budget = budget.cloned();
             stream(n)?.run_sync(move || src.copy_in(budget.as_ref()))
         }
-        (Device::Cuda(_), Device::Cuda(_)) => to(&to(t, Device::Cpu, None)?, dev, budget),
-        (Device::Cpu, Device::Cpu) => Ok(t.clone()),
+        // Between devices, through the host (`from == dev` returned above).
+        _ => to(&to(t, Device::Cpu, None)?, dev, budget),
     }
 }
 

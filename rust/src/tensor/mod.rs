@@ -464,14 +464,24 @@ impl Tensor {
             return Ok(out);
         }
         let dst = out.data_mut_ptr()?;
+        // SAFETY: `out` was just allocated with this shape and dtype.
+        unsafe { self.write_elements(dst) };
+        Ok(out)
+    }
+
+    /// Copies the elements, row-major and packed, to `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `nbytes()` bytes of writes and must not
+    /// overlap this tensor's memory.
+    pub(crate) unsafe fn write_elements(&self, dst: *mut u8) {
         if self.is_contiguous() {
-            // SAFETY: both extents are nbytes long (checked at construction,
-            // and `out` was just allocated with this shape and dtype).
+            // SAFETY: a contiguous extent of nbytes (checked at construction);
+            // the caller vouches for `dst`.
             unsafe { std::ptr::copy_nonoverlapping(self.data_ptr(), dst, self.nbytes()) };
         } else {
             self.copy_strided_to(dst);
         }
-        Ok(out)
     }
 
     pub fn contiguous(&self) -> CoreResult<Tensor> {
@@ -513,12 +523,8 @@ impl Tensor {
     /// The bytes in row-major order.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.nbytes()];
-        if self.is_contiguous() {
-            // SAFETY: contiguous extent of nbytes checked at construction.
-            unsafe { std::ptr::copy_nonoverlapping(self.data_ptr(), out.as_mut_ptr(), out.len()) };
-        } else {
-            self.copy_strided_to(out.as_mut_ptr());
-        }
+        // SAFETY: `out` holds exactly nbytes.
+        unsafe { self.write_elements(out.as_mut_ptr()) };
         out
     }
 
