@@ -4,7 +4,8 @@ One benchmark, two servers, the same load generator:
 
 * ours -- a real ``tensor-wasm serve`` subprocess on a free loopback port
   with a fresh ``--home``, the audit log on (``file:`` in the temp dir) and
-  metrics on, in dev mode (no tokens) or, with ``--with-auth``, with a
+  metrics on, behind the native front (``--front python``: the Python app
+  alone on the port), in dev mode (no tokens) or, with ``--with-auth``, with a
   bearer token. A trivial function (``run() -> i32`` returning 42) is
   deployed with ``POST /functions`` and the load is
   ``POST /functions/{id}/invoke`` with the body ``{"export":"run"}``: a fresh
@@ -346,6 +347,7 @@ class Settings:
     pin: bool
     with_auth: bool
     quick: bool
+    front: str = "native"
 
 
 @dataclasses.dataclass
@@ -482,13 +484,16 @@ def stop(server: Server) -> int | None:
     return proc.returncode
 
 
-def start_ours(workdir: Path, token: str | None, cpus: list[int] | None) -> Server:
+def start_ours(
+    workdir: Path, token: str | None, cpus: list[int] | None, front: str = "native"
+) -> Server:
     home = workdir / "home"
     port = free_port()
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("TENSOR_WASM_API_")]:
         del env[key]  # embedded defaults, whatever this shell has set
     env["TENSOR_WASM_API_AUDIT_LOG"] = f"file:{workdir / 'audit.log'}"
+    env["TENSOR_WASM_API_FRONT"] = front
     if token is not None:
         env["TENSOR_WASM_API_TOKENS"] = f"{token}:tenant=*"
     argv = [*serve_command(), "serve", "--host", HOST, "--port", str(port), "--home", str(home)]
@@ -680,8 +685,11 @@ def bench_gateway(cfg: Settings, workdir: Path, log: Log) -> tuple[list[BenchRes
     rounds: dict[str, list[Round]] = {name: [] for name in CONTENDERS}
     exit_codes: dict[str, int | None] = {}
     try:
-        log("starting tensor-wasm serve" + (" (with a bearer token)" if token else " (dev mode)"))
-        servers["ours"] = start_ours(workdir, token, server_cpus)
+        log(
+            f"starting tensor-wasm serve ({cfg.front} front"
+            + (", with a bearer token)" if token else ", dev mode)")
+        )
+        servers["ours"] = start_ours(workdir, token, server_cpus, cfg.front)
         fid = deploy(servers["ours"])
         log(f"deployed the trivial function as {fid}")
         log("starting the bare FastAPI peer")
@@ -786,6 +794,7 @@ def bench_gateway(cfg: Settings, workdir: Path, log: Log) -> tuple[list[BenchRes
         + (f", pinned to CPU {loadgen_cpus}" if loadgen_cpus else "")
         + "; ours: POST /functions/{id}/invoke, audit to a file, "
         + ("bearer token" if token else "dev mode")
+        + f", {cfg.front} front"
         + "; peer: a constant JSON response, body unread"
     )
     if notes:
@@ -911,6 +920,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="configure a bearer token (TENSOR_WASM_API_TOKENS) and send it on every request",
     )
+    parser.add_argument(
+        "--front",
+        choices=("native", "python"),
+        default="native",
+        help="TENSOR_WASM_API_FRONT of our server: the native front (default) or the "
+        "Python app alone on the port",
+    )
     add_output_options(parser)
     return parser
 
@@ -930,6 +946,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         loadgen=str(args.loadgen),
         pin=bool(args.pin),
         with_auth=bool(args.with_auth),
+        front=str(args.front),
         quick=bool(args.quick),
     )
 

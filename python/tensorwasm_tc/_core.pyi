@@ -288,3 +288,105 @@ def recv_into(
 ) -> int:
     """Receives exactly ``length`` bytes into ``buffer[offset:]``; with ``digests``
     checks each ``chunk_bytes`` chunk and returns the first bad chunk's index, else -1."""
+
+# --- the native HTTP front of `tensor-wasm serve` and what it shares ----------
+
+HTTP_BUCKETS: list[float]
+
+def front_status_table() -> list[tuple[str, int]]:
+    """``[(kind, status)]`` of the error kinds the native front answers with."""
+
+@final
+class RateLimiter:
+    """Per-token token buckets, shared by the native front and the app."""
+
+    def __init__(
+        self, qps: float, burst: float, limit_text: str, max_buckets: int = 100_000
+    ) -> None: ...
+    def check(self, key: str, now: float | None = None) -> tuple[bool, int, list[tuple[str, str]]]:
+        """``(allowed, retry_after, headers)``; ``now`` in ``time.monotonic`` seconds."""
+    def __len__(self) -> int: ...
+
+@final
+class HttpStats:
+    """HTTP counters, duration histogram, in-flight gauges, spawns, refusals."""
+
+    def __init__(self) -> None: ...
+    def begin(self, method: str, route: str) -> None: ...
+    def end(self, method: str, route: str, status: int, seconds: float) -> None: ...
+    def spawned(self) -> None: ...
+    def limited(self) -> None: ...
+    @property
+    def spawns(self) -> int: ...
+    @property
+    def rate_limited(self) -> int: ...
+    @property
+    def front_requests(self) -> tuple[int, int]:
+        """``(answered by the native front, handed to the app)``."""
+    def snapshot(
+        self,
+    ) -> list[tuple[str, str, int, list[tuple[int, int]], list[int], float, int]]:
+        """``[(method, route, in_flight, [(status, count)], per-bucket counts
+        (last +Inf), sum, count)]``."""
+
+@final
+class Slots:
+    """A concurrency cap shared by the native front and the app."""
+
+    def __init__(self, cap: int) -> None: ...
+    def try_acquire(self) -> bool: ...
+    def release(self) -> None: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def cap(self) -> int: ...
+
+@final
+class AuditSink:
+    """Whole-line appends to a descriptor under one lock."""
+
+    def __init__(self, fd: int) -> None: ...
+    def write(self, line: bytes) -> None: ...
+    def close(self) -> None: ...
+
+@final
+class FunctionTable:
+    """The functions the native front invokes itself, by id."""
+
+    def __init__(self) -> None: ...
+    def insert(self, id: str, tenant: int, function: Function) -> None: ...
+    def remove(self, id: str) -> bool: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, id: str) -> bool: ...
+
+@final
+class Front:
+    """Serves function invokes on ``host:port`` and forwards every other
+    request to the app on the Unix socket ``upstream``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream: str,
+        *,
+        tokens: list[tuple[str, str, list[int] | None]],
+        dev: bool,
+        require_tenant: bool,
+        limiter: RateLimiter | None,
+        stats: HttpStats,
+        invoke_slots: Slots,
+        audit: AuditSink | None,
+        table: FunctionTable,
+        max_body_bytes: int,
+        max_args: int,
+        request_timeout_s: float,
+        workers: int,
+        blocking_threads: int,
+        serve_invokes: bool,
+    ) -> None: ...
+    @property
+    def address(self) -> tuple[str, int]: ...
+    def stop_accepting(self) -> None: ...
+    def drain(self, timeout_s: float) -> bool: ...
+    def close(self) -> None: ...

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from tensorwasm_tc import Function, Runtime, TensorWasmError, __version__, _tracing
+from tensorwasm_tc import Function, Runtime, TensorWasmError, __version__, _core, _tracing
 from tensorwasm_tc.gateway import tracing
 from tensorwasm_tc.gateway.artifacts import TensorCastLink
 from tensorwasm_tc.gateway.audit import AuditLog
@@ -97,8 +97,11 @@ INVOKE_ROUTES: Final = frozenset(
 )
 # Request ids: a random per-process prefix and a counter (unique without a
 # getrandom(2) call per request), 32 hex digits like a client-sent UUID.
-_request_ids = (f"{secrets.token_hex(8)}{n:016x}" for n in itertools.count(1))
+_REQUEST_ID_PREFIX: Final = secrets.token_hex(8)
+_request_ids = (f"{_REQUEST_ID_PREFIX}{n:016x}" for n in itertools.count(1))
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# Set by the native front on every request it forwards (see _peer).
+PEER_HEADER: Final = "x-tensorwasm-peer"
 # GatewayMiddleware's cache of route templates (see _template).
 _TEMPLATE_CACHE_SIZE: Final = 4096
 _TEMPLATE_CACHE_PATH_MAX: Final = 256
@@ -121,17 +124,20 @@ class Gateway:
     stop_requested_at: float | None = None
     jobs: dict[str, Future[Any]] = field(default_factory=dict)
     jobs_lock: threading.Lock = field(default_factory=threading.Lock)
-    class_in_flight: dict[str, int] = field(
-        default_factory=lambda: {"invoke": 0, "writes": 0, "reads": 0}
-    )
-    class_caps: dict[str, int] = field(init=False)
+    # Concurrency caps per route class (the invoke slots are shared with
+    # the native front).
+    slots: dict[str, _core.Slots] = field(init=False)
+    # The native front serving this app's port (`server.serve`), if any:
+    # requests then arrive over its Unix socket, with the client's address
+    # in X-TensorWasm-Peer.
+    front: _core.Front | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.class_caps = {
-            "invoke": cfg.max_concurrent_invokes,
-            "writes": cfg.max_concurrent_writes,
-            "reads": cfg.max_concurrent_reads,
+        self.slots = {
+            "invoke": _core.Slots(cfg.max_concurrent_invokes),
+            "writes": _core.Slots(cfg.max_concurrent_writes),
+            "reads": _core.Slots(cfg.max_concurrent_reads),
         }
 
     @property
@@ -204,7 +210,7 @@ class Gateway:
             except Exception as err:
                 failed += 1
                 log.error("function %s (%s) failed to load: %s", rec.id, rec.name, err)
-            self.registry.functions[rec.id] = rec
+            self.registry.publish(rec)
         if loaded or failed:
             log.info("registry: %d function(s) loaded, %d failed", loaded, failed)
         if self.registry.interrupted_at_open:
@@ -302,7 +308,6 @@ class GatewayMiddleware:
                 except ApiError:
                     actor = gw.auth.anonymous(authz)
             audit = state["audit"]
-            client = scope.get("client")
             gw.audit.write(
                 {
                     "ts_unix_ms": now_ms(),
@@ -319,7 +324,7 @@ class GatewayMiddleware:
                         "error_kind": state.get("error_kind"),
                     },
                     "latency_ms": round((time.perf_counter() - start) * 1000, 3),
-                    "peer_addr": f"{client[0]}:{client[1]}" if client else None,
+                    "peer_addr": _peer(gw, scope, headers),
                 }
             )
 
@@ -331,25 +336,24 @@ class GatewayMiddleware:
                 write_audit()
             await send(message)
 
-        m = gw.metrics
-        in_flight = m.in_flight.labels(method, route)
-        in_flight.inc()
+        stats = gw.metrics.stats
+        stats.begin(method, route)
         klass = (
             "invoke"
             if route in INVOKE_ROUTES
             else ("reads" if method in ("GET", "HEAD") else "writes")
         )
+        slots = gw.slots[klass]
         counted = False
         try:
             try:
                 # Concurrency caps per route class.
-                if gw.class_in_flight[klass] >= gw.class_caps[klass]:
+                if not slots.try_acquire():
                     raise ApiError(
                         "overloaded",
                         f"too many concurrent {klass} requests; retry shortly",
                         headers={"Retry-After": "1"},
                     )
-                gw.class_in_flight[klass] += 1
                 counted = True
                 # Body size: declared length first, then counted while read.
                 cap = (
@@ -382,7 +386,7 @@ class GatewayMiddleware:
                             (k.lower().encode(), v.encode()) for k, v in decision.headers.items()
                         )
                         if not decision.allowed:
-                            m.rate_limited.inc()
+                            stats.limited()
                             raise ApiError("rate_limited", "rate limit exceeded for this token")
                     tenant = parse_tenant(headers.get(TENANT_HEADER), required=cfg.require_tenant)
                     given = TENANT_HEADER in headers
@@ -422,15 +426,22 @@ class GatewayMiddleware:
                 )
         finally:
             if counted:
-                gw.class_in_flight[klass] -= 1
-            in_flight.dec()
-            elapsed = time.perf_counter() - start
+                slots.release()
             status = status_box[0]
-            m.requests.labels(method, route, str(status)).inc()
-            m.duration.labels(method, route).observe(elapsed)
+            stats.end(method, route, status, time.perf_counter() - start)
             write_audit()  # when no response went out (a disconnected client)
             if traced is not None:
                 tracing.end_request(traced, status, state)
+
+
+def _peer(gw: Gateway, scope: Scope, headers: dict[str, str]) -> str | None:
+    """The client's ``host:port``: from the front's X-TensorWasm-Peer when
+    the front serves this app (only it can reach the app's socket), else
+    from the connection."""
+    if gw.front is not None:
+        return headers.get(PEER_HEADER)
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def _path_resources(route: str, path: str) -> dict[str, Any]:
@@ -626,7 +637,7 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     cfg = config or GatewayConfig.from_env()
     cfg.home.mkdir(parents=True, exist_ok=True)
     cfg.log_startup()
-    registry = Registry(cfg.home)
+    registry = Registry(cfg.home, table=_core.FunctionTable())
 
     def active_instances() -> int:
         return len(registry.instances)
@@ -696,6 +707,15 @@ async def _shutdown(gw: Gateway) -> None:
     """Bounded wait for async jobs, then flush and close everything."""
     gw.stopping = True
     gw.ready = False
+    if gw.front is not None:
+        # Invokes the front is serving finish (bounded by the grace) before
+        # the audit log and the registry close under them.
+        grace = gw.config.shutdown_grace_s
+        if gw.stop_requested_at is not None:
+            grace -= time.monotonic() - gw.stop_requested_at
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, gw.front.drain, max(grace, 0.001)):
+            log.warning("shutdown: connections of the native front still open; closed")
     with gw.jobs_lock:
         pending = list(gw.jobs.values())
     if pending:
@@ -783,7 +803,7 @@ async def _fast_invoke(gw: Gateway, scope: Scope, receive: Receive, send: Send) 
     except ValidationError as err:
         raise validation_failure(err.errors()) from None
     rec = _owned_function(gw, scope["state"], scope["path"].split("/")[2])
-    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body, gw.function_for)
+    work = _invoke.invoker(rec, gw.config, gw.metrics.stats.spawned, body, gw.function_for)
     out: bytes = await gw.run(work)
     await send(
         {

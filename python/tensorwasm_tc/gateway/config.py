@@ -194,6 +194,10 @@ class GatewayConfig:
     tensorcast_address: str | None = None
     # OpenTelemetry tracing (the standard OTEL_* variables); off by default.
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    # Who listens on the port under `tensor-wasm serve`: the native front
+    # (function invokes served without Python, the rest forwarded to this
+    # app) or the app itself ("python").
+    front: str = "native"
 
     @property
     def dev_mode(self) -> bool:
@@ -304,6 +308,10 @@ class GatewayConfig:
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
+        front = text("TENSOR_WASM_API_FRONT").lower() or "native"
+        if front not in ("native", "python"):
+            raise ConfigError("TENSOR_WASM_API_FRONT must be native or python")
+
         raw_tokens = env.get("TENSOR_WASM_API_TOKENS", "")
         parsed = parse_tokens(raw_tokens)
         home_path = Path(home).expanduser() if home is not None else default_home(env)
@@ -340,6 +348,7 @@ class GatewayConfig:
             tensorcast_mode=tc_mode,
             tensorcast_address=tc_address,
             tracing=tracing,
+            front=front,
         )
 
     def log_startup(self) -> None:

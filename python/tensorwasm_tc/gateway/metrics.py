@@ -1,34 +1,90 @@
 """Prometheus metrics of one gateway (its own registry, so several apps in
-one process never collide)."""
+one process never collide).
+
+The HTTP series, instance spawns and rate-limit refusals are counted in the
+core (``_core.HttpStats``), where the native front of ``tensor-wasm serve``
+counts the requests it answers itself; this app counts the rest there too,
+and one collector reads them all at scrape time.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from tensorwasm_tc import _core, build_info
 
-BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+# Upper bounds (seconds) of the request-duration histogram's buckets.
+BUCKETS: tuple[float, ...] = tuple(_core.HTTP_BUCKETS)
+# The `le` labels, spelled as prometheus-client spells them.
+_LE = [repr(b) for b in BUCKETS] + ["+Inf"]
+
+
+class _HttpCollector(Collector):
+    """The core's HTTP counters, spawns and rate-limit refusals."""
+
+    def __init__(self, stats: _core.HttpStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "tensor_wasm_http_requests",
+            "HTTP requests by method, route template and status",
+            labels=["method", "route", "status"],
+        )
+        duration = HistogramMetricFamily(
+            "tensor_wasm_http_request_duration_seconds",
+            "HTTP request duration by method and route template",
+            labels=["method", "route"],
+        )
+        in_flight = GaugeMetricFamily(
+            "tensor_wasm_http_requests_in_flight",
+            "HTTP requests being served, by method and route template",
+            labels=["method", "route"],
+        )
+        for method, route, flying, statuses, counts, total, _count in self._stats.snapshot():
+            for status, n in statuses:
+                requests.add_metric([method, route, str(status)], n)
+            cumulative = itertools.accumulate(counts)
+            duration.add_metric(
+                [method, route], buckets=list(zip(_LE, cumulative, strict=True)), sum_value=total
+            )
+            in_flight.add_metric([method, route], flying)
+        yield requests
+        yield duration
+        yield in_flight
+        spawns = CounterMetricFamily(
+            "tensor_wasm_instance_spawns",
+            "Instances started: one per invoke of a function, one per persistent instance",
+        )
+        spawns.add_metric([], self._stats.spawns)
+        yield spawns
+        limited = CounterMetricFamily(
+            "tensor_wasm_rate_limited", "Requests refused by the per-token rate limiter"
+        )
+        limited.add_metric([], self._stats.rate_limited)
+        yield limited
+        served, forwarded = self._stats.front_requests
+        if served or forwarded:
+            front = CounterMetricFamily(
+                "tensor_wasm_front_requests",
+                "Requests reaching the native front of tensor-wasm serve, by who answered "
+                "them: the front itself (function invokes) or the app behind it",
+                labels=["handled_by"],
+            )
+            front.add_metric(["front"], served)
+            front.add_metric(["app"], forwarded)
+            yield front
 
 
 class _LiveCollector(Collector):
@@ -85,35 +141,9 @@ class Metrics:
         # process_cpu_seconds_total, process_resident_memory_bytes,
         # process_open_fds, ... of this server.
         ProcessCollector(registry=r)
-        self.requests = Counter(
-            "tensor_wasm_http_requests",
-            "HTTP requests by method, route template and status",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "tensor_wasm_http_request_duration_seconds",
-            "HTTP request duration by method and route template",
-            ["method", "route"],
-            buckets=BUCKETS,
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "tensor_wasm_http_requests_in_flight",
-            "HTTP requests being served, by method and route template",
-            ["method", "route"],
-            registry=r,
-        )
-        self.spawns = Counter(
-            "tensor_wasm_instance_spawns",
-            "Instances started: one per invoke of a function, one per persistent instance",
-            registry=r,
-        )
-        self.rate_limited = Counter(
-            "tensor_wasm_rate_limited",
-            "Requests refused by the per-token rate limiter",
-            registry=r,
-        )
+        # Shared with the native front (see the module docstring).
+        self.stats = _core.HttpStats()
+        r.register(_HttpCollector(self.stats))
         info = build_info()
         build = Gauge(
             "tensor_wasm_build_info",

@@ -5,15 +5,18 @@ request takes one. A refused request gets ``Retry-After = max(1, ceil((1 -
 tokens) / qps))``. Every limited response carries ``RateLimit-Limit``
 (burst), ``RateLimit-Remaining`` (whole tokens left) and ``RateLimit-Reset``
 (seconds until the bucket is full again; on a 429, equal to Retry-After).
+
+The buckets live in the core (``_core.RateLimiter``): the native front of
+``tensor-wasm serve`` checks the same buckets as this app, so a token has
+one budget whichever side answers it.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from tensorwasm_tc import _core
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,63 +31,25 @@ class RateLimiter:
         self,
         qps: float,
         burst: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         max_buckets: int = 100_000,
     ) -> None:
         if qps <= 0 or burst <= 0:
             raise ValueError("qps and burst must be positive")
         self.qps = qps
         self.burst = burst
+        # None: the core reads the monotonic clock (time.monotonic's) itself.
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
-        self._lock = threading.Lock()
-        self._max = max_buckets
+        self.core = _core.RateLimiter(float(qps), float(burst), _fmt(burst), max_buckets)
 
     def check(self, key: str) -> Decision:
-        now = self._clock()
-        with self._lock:
-            tokens, at = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + max(0.0, now - at) * self.qps)
-            if tokens >= 1.0:
-                tokens -= 1.0
-                allowed = True
-            else:
-                allowed = False
-            if len(self._buckets) >= self._max and key not in self._buckets:
-                self._evict_full(now)
-            self._buckets[key] = (tokens, now)
-        limit = _fmt(self.burst)
-        if allowed:
-            reset = math.ceil((self.burst - tokens) / self.qps)
-            return Decision(
-                True,
-                {
-                    "RateLimit-Limit": limit,
-                    "RateLimit-Remaining": str(math.floor(tokens)),
-                    "RateLimit-Reset": str(reset),
-                },
-            )
-        retry = max(1, math.ceil((1.0 - tokens) / self.qps))
-        return Decision(
-            False,
-            {
-                "Retry-After": str(retry),
-                "RateLimit-Limit": limit,
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": str(retry),
-            },
-            retry,
-        )
+        now = None if self._clock is None else self._clock()
+        allowed, retry_after, headers = self.core.check(key, now)
+        return Decision(allowed, dict(headers), retry_after)
 
-    def _evict_full(self, now: float) -> None:
-        """Drops buckets that have refilled (they equal a new one)."""
-        full = [
-            k
-            for k, (tokens, at) in self._buckets.items()
-            if tokens + (now - at) * self.qps >= self.burst
-        ]
-        for k in full:
-            del self._buckets[k]
+    def __len__(self) -> int:
+        """Buckets held now."""
+        return len(self.core)
 
 
 def _fmt(x: float) -> str:

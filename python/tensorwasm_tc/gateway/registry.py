@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import orjson
 
-from tensorwasm_tc import Function, Instance
+from tensorwasm_tc import Function, Instance, _core
 
 log = logging.getLogger("tensorwasm_tc.gateway")
 
@@ -116,7 +116,7 @@ class InstanceRecord:
 
 
 class Registry:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, table: _core.FunctionTable | None = None) -> None:
         directory = home / "gateway"
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "registry.db"
@@ -128,6 +128,8 @@ class Registry:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self.functions: dict[str, FunctionRecord] = {}
+        # The functions the native front may invoke itself (see `publish`).
+        self.table = table
         self.instances: dict[str, InstanceRecord] = {}
         self.jobs_in_flight = 0
         self.interrupted_at_open = self._interrupt_unfinished()
@@ -226,11 +228,21 @@ class Registry:
                     rec.created_unix_ms,
                 ),
             )
+        self.publish(rec)
+
+    def publish(self, rec: FunctionRecord) -> None:
+        """Makes a stored (or just loaded) function servable. One bound to
+        artifacts stays out of the front's table: it is loaded against the
+        artifacts of the moment on every invoke, which only the app does."""
         self.functions[rec.id] = rec
+        if self.table is not None and rec.fn is not None and not rec.artifacts:
+            self.table.insert(rec.id, rec.tenant_id, rec.fn._inner)
 
     def remove_function(self, function_id: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM functions WHERE id = ?", (function_id,))
+        if self.table is not None:
+            self.table.remove(function_id)
         self.functions.pop(function_id, None)
         for iid in [i.id for i in self.instances.values() if i.function_id == function_id]:
             rec = self.instances.pop(iid)

@@ -4,6 +4,7 @@
 pub mod device;
 pub mod errors;
 pub mod exec;
+pub mod front;
 pub mod info;
 pub mod ops;
 pub mod snapshot;

@@ -10,21 +10,9 @@ use pyo3::prelude::*;
 /// threads afterwards, which costs far more than the write itself.
 #[pyfunction]
 pub fn write_all(fd: i32, data: &[u8]) -> PyResult<()> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a live slice; `fd` is the caller's descriptor.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(PyOSError::new_err((
-                err.raw_os_error().unwrap_or(0),
-                err.to_string(),
-            )));
-        }
-        rest = &rest[n as usize..];
-    }
-    Ok(())
+    crate::front::audit::write_all(fd, data).map_err(os_error)
+}
+
+pub fn os_error(err: std::io::Error) -> PyErr {
+    PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string()))
 }

@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
 
 from tensorwasm_tc import Function, InvokeResult, TensorWasmError, _tracing
 from tensorwasm_tc.gateway import tracing
@@ -55,7 +54,7 @@ def response(
 def invoker(
     rec: FunctionRecord,
     config: GatewayConfig,
-    spawns: Counter,
+    spawned: Callable[[], None],
     body: InvokeRequest,
     function_for: Callable[[FunctionRecord], Function],
 ) -> partial[bytes]:
@@ -70,7 +69,7 @@ def invoker(
 
     def run() -> Any:
         fn = function_for(rec)
-        spawns.inc()
+        spawned()
         return fn.invoke(export, args, inputs=inputs)
 
     return work(run, rec.id, export, body.output_encoding)

@@ -163,7 +163,7 @@ async def invoke_function(id: str, body: InvokeRequest, request: Request) -> Res
     gw: Gateway = request.app.state.gw
     rec = owned_function(request, id)
     out: bytes = await gw.run(
-        _invoke.invoker(rec, gw.config, gw.metrics.spawns, body, gw.function_for)
+        _invoke.invoker(rec, gw.config, gw.metrics.stats.spawned, body, gw.function_for)
     )
     return Response(out, media_type="application/json")
 
@@ -177,7 +177,7 @@ async def invoke_function(id: str, body: InvokeRequest, request: Request) -> Res
 async def invoke_function_async(id: str, body: InvokeRequest, request: Request) -> Response:
     gw: Gateway = request.app.state.gw
     rec = owned_function(request, id)
-    work = _invoke.invoker(rec, gw.config, gw.metrics.spawns, body, gw.function_for)
+    work = _invoke.invoker(rec, gw.config, gw.metrics.stats.spawned, body, gw.function_for)
     reg = gw.registry
     if gw.stopping:
         raise ApiError("overloaded", "the server is shutting down")

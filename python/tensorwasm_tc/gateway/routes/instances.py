@@ -70,7 +70,7 @@ def _register(
     if instance_id in gw.registry.instances:
         inst.close()
         raise ApiError("instance_exists", f"an instance {instance_id!r} already exists")
-    gw.metrics.spawns.inc()
+    gw.metrics.stats.spawned()
     rec = InstanceRecord(
         id=instance_id,
         function_id=fn_rec.id,
