@@ -390,3 +390,10 @@ class Front:
     def stop_accepting(self) -> None: ...
     def drain(self, timeout_s: float) -> bool: ...
     def close(self) -> None: ...
+
+def cuda_kernels_check(major: int, minor: int) -> int:
+    """Compiles every CUDA kernel module with NVRTC for compute capability
+    ``major.minor`` and checks its entry points; the number of modules."""
+
+def nvrtc_version() -> tuple[int, int] | None:
+    """NVRTC's version, or None when libnvrtc cannot be loaded."""

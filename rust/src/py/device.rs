@@ -86,3 +86,23 @@ pub fn device_memory(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     }
     Ok(out)
 }
+
+/// Compiles every CUDA kernel module with NVRTC for compute capability
+/// `major.minor` (no cache) and checks each defines its entry points;
+/// returns the number of modules. Needs libnvrtc loadable, not a GPU.
+#[pyfunction]
+pub fn cuda_kernels_check(py: Python<'_>, major: i32, minor: i32) -> PyResult<usize> {
+    use crate::kernels::cuda::nvrtc;
+    let target = nvrtc::Target {
+        arch: (major, minor),
+        driver: String::new(),
+    };
+    py.detach(|| nvrtc::check_all(&target))
+        .map_err(|e| super::errors::to_pyerr(py, e))
+}
+
+/// NVRTC's `(major, minor)`, or None when libnvrtc cannot be loaded.
+#[pyfunction]
+pub fn nvrtc_version() -> Option<(i32, i32)> {
+    crate::kernels::cuda::nvrtc::version().ok()
+}

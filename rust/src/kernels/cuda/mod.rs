@@ -9,6 +9,9 @@
 //! cannot be placed on a real device yet (`device::to` refuses), so no op
 //! reaches them.
 
+pub mod nvrtc;
+pub mod sources;
+
 use std::sync::Arc;
 
 use super::{Arg, OpCtx, OpId, run_cpu};
