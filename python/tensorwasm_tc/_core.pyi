@@ -397,3 +397,6 @@ def cuda_kernels_check(major: int, minor: int) -> int:
 
 def nvrtc_version() -> tuple[int, int] | None:
     """NVRTC's version, or None when libnvrtc cannot be loaded."""
+
+def device_synchronize(device: str) -> None:
+    """Waits until every copy and op queued on ``device`` (``"cuda:N"``) is done."""

@@ -41,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::device::device_memory, m)?)?;
     m.add_function(wrap_pyfunction!(py::device::cuda_kernels_check, m)?)?;
     m.add_function(wrap_pyfunction!(py::device::nvrtc_version, m)?)?;
+    m.add_function(wrap_pyfunction!(py::device::device_synchronize, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_stats, m)?)?;
     m.add_function(wrap_pyfunction!(py::info::module_cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(py::sysio::write_all, m)?)?;

@@ -1,7 +1,7 @@
 //! The host functions of the `"tensorwasm"` module.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::{Caller, Extern, Linker, Memory};
 
@@ -579,8 +579,8 @@ fn no_custom_kernels(abi: &mut AbiState) -> i32 {
             "custom CUDA kernels need a CUDA device; this instance runs on the cpu".to_string()
         }
         d => format!(
-            "custom CUDA kernels are not supported on {d} in this build (the fake backend \
-             cannot run CUDA code, and real-device kernels are not in it yet)"
+            "custom CUDA kernels are not supported on {d}: the fake backend cannot run CUDA \
+             code (they run on a real device, TENSORCAST_CUDA_BACKEND=cuda)"
         ),
     };
     abi.fail(AbiCode::NotAvailable, msg)
@@ -599,10 +599,48 @@ fn cuda_load(mut caller: Caller<'_, StoreData>, src_ptr: i32, src_len: i32) -> i
             format!("kernel source of {len} bytes; 1 to {MAX_KERNEL_SOURCE_BYTES} are accepted"),
         );
     }
-    if range(mem, src_ptr, len).is_none() {
+    let Some(r) = range(mem, src_ptr, len) else {
         return bad_ptr(abi, "kernel source", src_ptr, len, mem.len());
+    };
+    let n = match custom_kernel_device(abi) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    const MAX_MODULES: usize = 64;
+    if abi.cuda_modules.len() >= MAX_MODULES {
+        return abi.fail(
+            AbiCode::ResourceExhausted,
+            format!("more than {MAX_MODULES} kernel modules in one instance"),
+        );
     }
-    no_custom_kernels(abi)
+    let loaded = crate::device::cuda::device(n).and_then(|d| d.load_user_module(&mem[r]));
+    match loaded {
+        Ok(m) => {
+            abi.cuda_modules.push(Arc::new(m));
+            abi.cuda_modules.len() as i32
+        }
+        Err(e) => abi.fail_core(e),
+    }
+}
+
+/// The real device an instance's custom kernels run on, or the code (and
+/// message) for why they cannot run here.
+fn custom_kernel_device(abi: &mut AbiState) -> Result<u32, i32> {
+    match abi.device {
+        crate::tensor::Device::Cuda(n) if crate::device::is_real() => {
+            if crate::device::cuda::custom_kernels_allowed() {
+                Ok(n)
+            } else {
+                Err(abi.fail(
+                    AbiCode::NotAvailable,
+                    "custom CUDA kernels are off on this host (a kernel can reach all of the \
+                     device's memory; TENSOR_WASM_CUDA_CUSTOM_KERNELS=1 turns them on for \
+                     trusted guests)",
+                ))
+            }
+        }
+        _ => Err(no_custom_kernels(abi)),
+    }
 }
 
 /// `cuda_launch(module, name_ptr, name_len, grid_ptr, block_ptr, argv_ptr,
@@ -657,11 +695,72 @@ fn cuda_launch(
             format!("{name}: grid {grid:?} exceeds {MAX_GRID:?}"),
         );
     }
-    if let Err(code) = read_argv(mem, abi, &name, argv_ptr, argv_len) {
-        return code;
+    let records = match read_argv(mem, abi, &name, argv_ptr, argv_len) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let n = match custom_kernel_device(abi) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let Some(m) = usize::try_from(module)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| abi.cuda_modules.get(i))
+        .cloned()
+    else {
+        return abi.fail(
+            AbiCode::InvalidHandle,
+            format!("{name}: {module} is not a module handle of this instance"),
+        );
+    };
+    // Every argument is 8 bytes: a tensor's device address, an i64, an f64.
+    let mut values: Vec<u64> = Vec::with_capacity(records.len());
+    let mut held = Vec::new();
+    for rec in records {
+        values.push(match rec {
+            Record::Int(v) => v as u64,
+            Record::Float(v) => v.to_bits(),
+            Record::Tensor(h) => {
+                let t = match abi.tensor(h).map(|t| abi.on_device(h, t)) {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => return abi.fail_core(e),
+                    Err(code) => return code,
+                };
+                let t = if t.is_contiguous() {
+                    t
+                } else {
+                    match crate::kernels::cuda::real::contiguous(&t, Some(&abi.budget)) {
+                        Ok(c) => c,
+                        Err(e) => return abi.fail_core(e),
+                    }
+                };
+                let addr = match crate::device::cuda_address(&t) {
+                    Ok(a) => a,
+                    Err(e) => return abi.fail_core(e),
+                };
+                held.push(t);
+                addr
+            }
+            Record::Bytes { .. } => {
+                return abi.fail(
+                    AbiCode::InvalidArgs,
+                    format!("{name}: bytes arguments are not supported by cuda_launch"),
+                );
+            }
+        });
     }
-    let _ = module; // no module can have been loaded without a device
-    no_custom_kernels(abi)
+    let mut params: Vec<*mut std::ffi::c_void> =
+        values.iter_mut().map(|v| (v as *mut u64).cast()).collect();
+    let dims = |d: [u64; 3]| [d[0] as u32, d[1] as u32, d[2] as u32];
+    let launched = crate::device::cuda::device(n)
+        .and_then(|d| d.launch_user(&m, &name, dims(grid), dims(block), &mut params));
+    drop(held);
+    match launched {
+        Ok(()) => 0,
+        Err(e) if e.kind == crate::error::ErrorKind::InvalidArgs => abi.fail_core(e),
+        Err(e) => abi.fail(AbiCode::DeviceError, e.message),
+    }
 }
 
 /// Defines every import of ABI v1 in `linker`.

@@ -152,6 +152,9 @@ pub struct AbiState {
     /// Read-only host tensors of this invoke (inputs) already copied to the
     /// device, with the host tensor pinned so its address stays its own.
     device_cache: HashMap<TensorKey, (Tensor, Tensor)>,
+    /// Modules the guest loaded with `cuda_load` (handle = index + 1);
+    /// they live as long as the instance (not in snapshots).
+    pub cuda_modules: Vec<Arc<crate::device::cuda::UserModule>>,
 }
 
 impl AbiState {
@@ -168,6 +171,7 @@ impl AbiState {
             kept: BTreeMap::new(),
             device: Device::Cpu,
             device_cache: HashMap::new(),
+            cuda_modules: Vec::new(),
         }
     }
 

@@ -59,6 +59,20 @@ impl FakeConfig {
     }
 }
 
+/// Charges a block of `size` bytes of device `index` to an instance's
+/// budget (`resource_exhausted` naming the device when it is spent).
+pub fn charge(index: u32, budget: Option<&Arc<Budget>>, size: usize) -> CoreResult<()> {
+    if let Some(b) = budget {
+        b.reserve(size as u64).map_err(|e| {
+            CoreError::new(
+                ErrorKind::ResourceExhausted,
+                format!("cuda:{index}: {}", e.message),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The size class a request of `len` bytes is served from.
 pub fn block_size(len: usize) -> usize {
     let len = len.max(ALIGN);
@@ -149,14 +163,7 @@ impl DevicePool {
         budget: Option<&Arc<Budget>>,
     ) -> CoreResult<DeviceAlloc> {
         let size = block_size(len);
-        if let Some(b) = budget {
-            b.reserve(size as u64).map_err(|e| {
-                CoreError::new(
-                    ErrorKind::ResourceExhausted,
-                    format!("cuda:{}: {}", self.index, e.message),
-                )
-            })?;
-        }
+        charge(self.index, budget, size)?;
         let block = self.take(size);
         let block = match block {
             Ok(b) => b,

@@ -7,7 +7,10 @@
 //!   against the report; `TENSOR_WASM_DEVICE` gives the process default.
 //! * `fake`: the fake backend's device memory (a caching allocator with a
 //!   capacity) and streams (in-order queues).
+//! * `cuda`: the real backend's memory, copies and kernel launches, used
+//!   when `TENSORCAST_CUDA_BACKEND=cuda` asks for it (see `executes`).
 
+pub mod cuda;
 pub mod fake;
 pub mod probe;
 
@@ -84,9 +87,9 @@ pub fn select_in(report: &Report, spec: &str) -> CoreResult<Device> {
                 }
                 Some(kind) if !executes(kind) => {
                     return Err(CoreError::invalid_args(format!(
-                        "device {spec:?}: CUDA devices were found, but this build runs tensors \
-                         on a real device not yet (only on the fake backend, \
-                         TENSORCAST_CUDA_BACKEND=fake)"
+                        "device {spec:?}: CUDA devices were found, but running on them is \
+                         turned on with TENSORCAST_CUDA_BACKEND=cuda (the real-device backend \
+                         is new in this release; see docs/DEVICES.md)"
                     )));
                 }
                 Some(_) => {}
@@ -104,11 +107,26 @@ pub fn select_in(report: &Report, spec: &str) -> CoreResult<Device> {
     }
 }
 
-/// Whether this build runs tensors and ops on devices of `kind`: the fake
-/// backend's; the real backend's memory and kernels are not in it yet, so
-/// `auto` stays on the CPU on a real GPU.
+/// Whether this process runs tensors and ops on devices of `kind`: always
+/// on the fake backend's; on a real GPU only when
+/// `TENSORCAST_CUDA_BACKEND=cuda` asks for it (the real backend is turned
+/// on explicitly until it has been verified on hardware), else `auto`
+/// stays on the CPU and `cuda` is refused with a message saying so.
 pub fn executes(kind: BackendKind) -> bool {
-    kind == BackendKind::Fake
+    match kind {
+        BackendKind::Fake => true,
+        BackendKind::Cuda => real_backend_requested(),
+    }
+}
+
+/// `TENSORCAST_CUDA_BACKEND=cuda`.
+pub fn real_backend_requested() -> bool {
+    std::env::var(probe::BACKEND_ENV).is_ok_and(|v| v.trim() == "cuda")
+}
+
+/// Whether device tensors of this process live on a real GPU.
+pub fn is_real() -> bool {
+    report().backend == Some(BackendKind::Cuda) && real_backend_requested()
 }
 
 /// `select_in` against this process's report.
@@ -123,26 +141,70 @@ pub fn default_device() -> CoreResult<Device> {
 }
 
 /// A tensor's memory on a device.
-pub struct DeviceMem {
-    alloc: Arc<fake::DeviceAlloc>,
+pub enum DeviceMem {
+    Fake(Arc<fake::DeviceAlloc>),
+    Cuda(Arc<cuda::CudaAlloc>),
+    /// CUDA memory another library owns (a DLPack import, e.g. from torch):
+    /// kept alive by `owner` until the last tensor on it is dropped.
+    Foreign(ForeignMem),
+}
+
+/// Device memory imported through DLPack.
+pub struct ForeignMem {
+    pub device: u32,
+    pub ptr: u64,
+    pub len: usize,
+    pub owner: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl DeviceMem {
     pub fn device(&self) -> u32 {
-        self.alloc.device()
+        match self {
+            DeviceMem::Fake(a) => a.device(),
+            DeviceMem::Cuda(a) => a.device(),
+            DeviceMem::Foreign(f) => f.device,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.alloc.len()
+        match self {
+            DeviceMem::Fake(a) => a.len(),
+            DeviceMem::Cuda(a) => a.len(),
+            DeviceMem::Foreign(f) => f.len,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.alloc.is_empty()
+        self.len() == 0
     }
 
-    /// The address kernels on the device's stream use.
+    /// The address kernels on the device's stream use (on a real device, a
+    /// device address the host never dereferences).
     pub(crate) fn raw(&self) -> *mut u8 {
-        self.alloc.raw()
+        match self {
+            DeviceMem::Fake(a) => a.raw(),
+            DeviceMem::Cuda(a) => a.ptr() as usize as *mut u8,
+            DeviceMem::Foreign(f) => f.ptr as usize as *mut u8,
+        }
+    }
+
+    /// The device address of a real device's memory.
+    pub fn cuda_ptr(&self) -> Option<u64> {
+        match self {
+            DeviceMem::Fake(_) => None,
+            DeviceMem::Cuda(a) => Some(a.ptr()),
+            DeviceMem::Foreign(f) => Some(f.ptr),
+        }
+    }
+}
+
+/// The device address of element 0 of a tensor on a real device.
+pub fn cuda_address(t: &Tensor) -> CoreResult<u64> {
+    match &**t.storage() {
+        Storage::Device(mem @ (DeviceMem::Cuda(_) | DeviceMem::Foreign(_))) => {
+            Ok(mem.cuda_ptr().unwrap_or(0) + t.offset() as u64)
+        }
+        _ => Err(CoreError::internal("not a tensor on a real CUDA device")),
     }
 }
 
@@ -167,9 +229,8 @@ pub fn runtime(n: u32) -> CoreResult<&'static DeviceRt> {
     match r.backend {
         Some(BackendKind::Fake) => {}
         Some(BackendKind::Cuda) => {
-            return Err(CoreError::invalid_args(
-                "CUDA devices were found, but this build cannot place tensors on a real device \
-                 yet (device memory and kernels run with TENSORCAST_CUDA_BACKEND=fake only)",
+            return Err(CoreError::internal(
+                "the fake backend's runtime asked for on a real CUDA device",
             ));
         }
         None => {
@@ -200,6 +261,15 @@ pub fn stream(n: u32) -> CoreResult<&'static fake::FakeStream> {
     runtime(n).map(|rt| &rt.stream)
 }
 
+/// Waits for all work queued on device `n`.
+pub fn synchronize(n: u32) -> CoreResult<()> {
+    if is_real() {
+        cuda::device(n)?.synchronize()
+    } else {
+        stream(n)?.synchronize()
+    }
+}
+
 /// A contiguous tensor in device `n`'s memory (contents unspecified),
 /// charged to `budget` (the instance's device cap) while it lives.
 pub fn alloc_tensor(
@@ -211,12 +281,13 @@ pub fn alloc_tensor(
     let nbytes = numel_of(shape)?
         .checked_mul(dtype.size())
         .ok_or_else(|| CoreError::invalid_args(format!("shape {shape:?} is too large")))?;
-    let rt = runtime(n)?;
-    let alloc = rt.pool.alloc(nbytes, budget)?;
+    let mem = if is_real() {
+        DeviceMem::Cuda(Arc::new(cuda::device(n)?.pool().alloc(nbytes, budget)?))
+    } else {
+        DeviceMem::Fake(Arc::new(runtime(n)?.pool.alloc(nbytes, budget)?))
+    };
     Tensor::from_parts(
-        Arc::new(Storage::Device(DeviceMem {
-            alloc: Arc::new(alloc),
-        })),
+        Arc::new(Storage::Device(mem)),
         0,
         dtype,
         shape.to_vec(),
@@ -235,7 +306,12 @@ pub fn write_bytes(t: &Tensor, bytes: Vec<u8>) -> CoreResult<()> {
             "a device write needs a contiguous tensor and all its bytes",
         ));
     }
-    stream(mem.device())?.copy_htod(&mem.alloc, t.offset(), bytes)
+    match mem {
+        DeviceMem::Fake(alloc) => stream(mem.device())?.copy_htod(alloc, t.offset(), bytes),
+        DeviceMem::Cuda(_) | DeviceMem::Foreign(_) => {
+            cuda::device(mem.device())?.copy_htod(cuda_address(t)?, &bytes)
+        }
+    }
 }
 
 /// `t` on `dev`: itself when already there, else a contiguous copy made
@@ -245,6 +321,9 @@ pub fn to(t: &Tensor, dev: Device, budget: Option<&Arc<Budget>>) -> CoreResult<T
     let from = t.device();
     if from == dev {
         return Ok(t.clone());
+    }
+    if is_real() {
+        return to_real(t, dev, budget);
     }
     match (from, dev) {
         (Device::Cpu, Device::Cuda(n)) => {
@@ -256,7 +335,10 @@ pub fn to(t: &Tensor, dev: Device, budget: Option<&Arc<Budget>>) -> CoreResult<T
             };
             // One copy, straight from the host tensor, waited for (like a
             // copy from pageable memory): the caller may change `t` after.
-            let (src, dst) = (t.clone(), Arc::clone(&mem.alloc));
+            let DeviceMem::Fake(alloc) = mem else {
+                return Err(CoreError::internal("fake device memory expected"));
+            };
+            let (src, dst) = (t.clone(), Arc::clone(alloc));
             stream(n)?.run_sync(move || {
                 // SAFETY: `dst` was allocated for this shape and dtype.
                 unsafe { src.write_elements(dst.raw()) };
@@ -273,6 +355,41 @@ pub fn to(t: &Tensor, dev: Device, budget: Option<&Arc<Budget>>) -> CoreResult<T
         }
         // Between devices, through the host (`from == dev` returned above).
         _ => to(&to(t, Device::Cpu, None)?, dev, budget),
+    }
+}
+
+/// `to` on a real device: explicit copies on the device's stream, waited for.
+fn to_real(t: &Tensor, dev: Device, budget: Option<&Arc<Budget>>) -> CoreResult<Tensor> {
+    match (t.device(), dev) {
+        (Device::Cpu, Device::Cuda(n)) => {
+            let out = alloc_tensor(n, t.dtype(), t.shape(), budget)?;
+            let d = cuda::device(n)?;
+            if t.is_contiguous() {
+                // SAFETY: a contiguous host tensor's nbytes bytes are live
+                // while `t` is; the copy is waited for.
+                let src = unsafe { std::slice::from_raw_parts(t.data_ptr(), t.nbytes()) };
+                d.copy_htod(cuda_address(&out)?, src)?;
+            } else {
+                d.copy_htod(cuda_address(&out)?, &t.to_bytes())?;
+            }
+            Ok(out)
+        }
+        (Device::Cuda(n), Device::Cpu) => {
+            let src = if t.is_contiguous() {
+                t.clone()
+            } else {
+                crate::kernels::cuda::real::contiguous(t, None)?
+            };
+            let out = Tensor::uninit_in(t.dtype(), t.shape(), budget)?;
+            let len = out.nbytes();
+            // SAFETY: a fresh host tensor owns `len` writable bytes.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.data_mut_ptr()?, len) };
+            cuda::device(n)?.copy_dtoh(dst, cuda_address(&src)?)?;
+            Ok(out)
+        }
+        // Between devices, through the host.
+        (Device::Cuda(_), Device::Cuda(_)) => to_real(&to_real(t, Device::Cpu, None)?, dev, budget),
+        (Device::Cpu, Device::Cpu) => Ok(t.clone()),
     }
 }
 

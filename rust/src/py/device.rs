@@ -73,13 +73,21 @@ pub fn device_memory(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let r = device::report();
     if r.backend.is_some_and(device::executes) {
         for d in &r.devices {
-            if let Ok(rt) = device::runtime(d.index) {
-                let (live, cached) = rt.pool().usage();
+            let usage = if device::is_real() {
+                device::cuda::device(d.index)
+                    .ok()
+                    .map(|dev| (dev.pool().usage(), dev.pool().capacity()))
+            } else {
+                device::runtime(d.index)
+                    .ok()
+                    .map(|rt| (rt.pool().usage(), rt.pool().capacity()))
+            };
+            if let Some(((live, cached), capacity)) = usage {
                 let e = PyDict::new(py);
                 e.set_item("device", format!("cuda:{}", d.index))?;
                 e.set_item("live", live)?;
                 e.set_item("cached", cached)?;
-                e.set_item("capacity", rt.pool().capacity())?;
+                e.set_item("capacity", capacity)?;
                 out.append(e)?;
             }
         }
@@ -105,4 +113,17 @@ pub fn cuda_kernels_check(py: Python<'_>, major: i32, minor: i32) -> PyResult<us
 #[pyfunction]
 pub fn nvrtc_version() -> Option<(i32, i32)> {
     crate::kernels::cuda::nvrtc::version().ok()
+}
+
+/// Waits until every copy and op queued on `device` (`"cuda:N"`) is done;
+/// nothing to wait for on the CPU.
+#[pyfunction]
+pub fn device_synchronize(py: Python<'_>, device: &str) -> PyResult<()> {
+    let dev = device::select(device).map_err(|e| super::errors::to_pyerr(py, e))?;
+    match dev {
+        crate::tensor::Device::Cpu => Ok(()),
+        crate::tensor::Device::Cuda(n) => py
+            .detach(|| device::synchronize(n))
+            .map_err(|e| super::errors::to_pyerr(py, e)),
+    }
 }

@@ -76,6 +76,18 @@ pub fn from_dlpack_any(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<CoreT
     } else if obj.hasattr("__dlpack__")? {
         let kwargs = PyDict::new(py);
         kwargs.set_item("max_version", (1, 0))?;
+        // CUDA memory (torch): the producer orders its pending work before
+        // our device's stream, where every use of the tensor will be queued.
+        if device::is_real() && obj.hasattr("__dlpack_device__")? {
+            let (dt, id): (i32, i32) = obj.call_method0("__dlpack_device__")?.extract()?;
+            if dt == dlpack::DEVICE_CUDA
+                && let Ok(d) = u32::try_from(id)
+                    .map_err(|_| ())
+                    .and_then(|n| device::cuda::device(n).map_err(|_| ()))
+            {
+                kwargs.set_item("stream", d.stream_handle())?;
+            }
+        }
         match obj.call_method("__dlpack__", (), Some(&kwargs)) {
             Ok(c) => c,
             // Producers older than DLPack 1.0 do not take max_version.
@@ -122,7 +134,7 @@ impl Tensor {
 }
 
 /// DLPack's device type of CUDA memory.
-const DLPACK_CUDA: i32 = 2;
+const DLPACK_CUDA: i32 = dlpack::DEVICE_CUDA;
 
 /// Buffer-protocol format character of a dtype (bf16 has none).
 fn format_of(d: DType) -> Option<&'static CStr> {
@@ -365,20 +377,33 @@ impl Tensor {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let _ = stream; // host memory: nothing to synchronise
-        if self.inner.device() != Device::Cpu {
-            // Sharing device memory through DLPack comes with the real CUDA
-            // backend; the fake backend's memory is not CUDA memory.
+        // The consumer's stream: host memory needs nothing; device memory
+        // is made ready for any stream by waiting for ours (below).
+        let _ = stream;
+        let here = self.__dlpack_device__();
+        if let Device::Cuda(n) = self.inner.device() {
+            // Only a real device's memory is CUDA memory (the fake
+            // backend's is host memory standing in for it).
+            if !device::is_real() {
+                return Err(PyBufferError::new_err(format!(
+                    "DLPack export of a {} tensor of the fake backend is not possible; \
+                     .to(\"cpu\") first",
+                    self.inner.device()
+                )));
+            }
+            py.detach(|| device::synchronize(n))
+                .map_err(|e| err(py, e))?;
+        }
+        if let Some(want) = dl_device
+            && want != here
+        {
             return Err(PyBufferError::new_err(format!(
-                "DLPack export of a {} tensor is not supported in this build; .to(\"cpu\") first",
-                self.inner.device()
+                "the tensor is on DLPack device {here:?}, not {want:?}; move it with .to() first"
             )));
         }
-        if let Some((dt, _)) = dl_device
-            && dt != dlpack::DEVICE_CPU
-        {
+        if copy == Some(true) && self.inner.device() != Device::Cpu {
             return Err(PyBufferError::new_err(
-                "only CPU (device type 1) export is supported",
+                "copy=True export of device memory is not supported; .to() makes a copy",
             ));
         }
         let t = if copy == Some(true) {

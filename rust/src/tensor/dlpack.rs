@@ -13,6 +13,7 @@ use crate::error::{CoreError, CoreResult, ErrorKind};
 
 /// `kDLCPU`.
 pub const DEVICE_CPU: i32 = 1;
+pub const DEVICE_CUDA: i32 = 2;
 /// `DLPACK_FLAG_BITMASK_READ_ONLY`.
 pub const FLAG_READ_ONLY: u64 = 1;
 
@@ -75,12 +76,21 @@ struct ExportCtx {
 
 fn fill(t: &Tensor, ctx: &mut ExportCtx) -> DLTensor {
     let (code, bits) = t.dtype().to_dlpack();
-    DLTensor {
-        data: t.data_ptr() as *mut c_void,
-        device: DLDevice {
+    // Host memory, or a real CUDA device's (the fake backend's memory is
+    // host memory that is not exported: callers refuse it).
+    let device = match t.device() {
+        super::Device::Cpu => DLDevice {
             device_type: DEVICE_CPU,
             device_id: 0,
         },
+        super::Device::Cuda(n) => DLDevice {
+            device_type: DEVICE_CUDA,
+            device_id: n as i32,
+        },
+    };
+    DLTensor {
+        data: t.data_ptr() as *mut c_void,
+        device,
         ndim: t.ndim() as i32,
         dtype: DLDataType {
             code,
@@ -209,12 +219,26 @@ pub unsafe fn import_versioned(m: *mut DLManagedTensorVersioned) -> CoreResult<T
 /// `dl` must describe valid memory that lives as long as `producer`.
 unsafe fn wrap(dl: &DLTensor, read_only: bool, producer: Producer) -> CoreResult<Tensor> {
     let bad = |m: String| CoreError::new(ErrorKind::InvalidArgs, m);
-    if dl.device.device_type != DEVICE_CPU {
-        return Err(bad(format!(
-            "DLPack tensor is on device type {}, not the CPU; move it to the host first",
-            dl.device.device_type
-        )));
-    }
+    let cuda_device = match dl.device.device_type {
+        DEVICE_CPU => None,
+        DEVICE_CUDA if crate::device::is_real() => {
+            let n = u32::try_from(dl.device.device_id)
+                .map_err(|_| bad(format!("DLPack CUDA device {}", dl.device.device_id)))?;
+            crate::device::cuda::device(n)?;
+            Some(n)
+        }
+        other => {
+            return Err(bad(format!(
+                "DLPack tensor is on device type {other}, which this process cannot use; \
+                 move it to the host first{}",
+                if other == DEVICE_CUDA {
+                    " (or run with TENSORCAST_CUDA_BACKEND=cuda)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    };
     if dl.dtype.lanes != 1 {
         return Err(bad(
             "vector (multi-lane) DLPack dtypes are not supported".into()
@@ -270,6 +294,24 @@ unsafe fn wrap(dl: &DLTensor, read_only: bool, producer: Producer) -> CoreResult
             + 1
     };
     let len = extent_elems * dtype.size();
+    if let Some(device) = cuda_device {
+        // Device memory: never dereferenced here; the producer keeps it.
+        let ptr = (dl.data as usize as u64).wrapping_add(dl.byte_offset);
+        let mem = crate::device::DeviceMem::Foreign(crate::device::ForeignMem {
+            device,
+            ptr,
+            len,
+            owner: Box::new(producer),
+        });
+        return Tensor::from_parts(
+            Arc::new(Storage::Device(mem)),
+            0,
+            dtype,
+            shape,
+            strides,
+            read_only,
+        );
+    }
     // SAFETY: data + byte_offset is the first element per DLPack.
     let ptr = unsafe { dl.data.cast::<u8>().add(dl.byte_offset as usize) };
     // SAFETY: the producer keeps `len` bytes at `ptr` alive until its deleter runs.

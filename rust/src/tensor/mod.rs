@@ -394,8 +394,9 @@ impl Tensor {
 
     /// Pointer to element 0.
     pub fn data_ptr(&self) -> *const u8 {
-        // SAFETY: offset was checked against the storage length at construction.
-        unsafe { self.storage.as_ptr().add(self.offset) }
+        // Wrapping: on a real device the base is a device address, not a
+        // host allocation (offset was checked against the storage length).
+        self.storage.as_ptr().wrapping_add(self.offset)
     }
 
     /// Pointer to element 0 for writing; `read_only` error if not writable.

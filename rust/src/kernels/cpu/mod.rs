@@ -7,7 +7,7 @@ mod reduce;
 mod sgemm;
 mod shape;
 mod skinny;
-mod util;
+pub(crate) mod util;
 
 use super::{Arg, ArgReader, Backend, OpCtx, OpId};
 use crate::error::CoreResult;

@@ -4,12 +4,12 @@
 //! device's stream, in order with the copies queued before it, as the CPU
 //! kernels over the fake device's memory, with outputs allocated from the
 //! device's pool: the placement, allocation, ordering and copy paths are the
-//! real backend's, only the arithmetic is the CPU's. The real backend's
-//! kernels (NVRTC-compiled CUDA C, cuBLAS) are not in this build: a tensor
-//! cannot be placed on a real device yet (`device::to` refuses), so no op
-//! reaches them.
+//! real backend's, only the arithmetic is the CPU's. On a real device
+//! (`TENSORCAST_CUDA_BACKEND=cuda`) ops run as the NVRTC-compiled CUDA C
+//! kernels of `sources` and cuBLAS (`real`).
 
 pub mod nvrtc;
+pub mod real;
 pub mod sources;
 
 use std::sync::Arc;
@@ -20,6 +20,9 @@ use crate::error::CoreResult;
 use crate::tensor::{Device, Tensor};
 
 pub fn run(n: u32, op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
+    if device::is_real() {
+        return real::run(n, op, args, ctx);
+    }
     let stream = device::stream(n)?;
     let owned: Vec<Arg> = args.to_vec();
     let budget: Option<Arc<crate::tensor::Budget>> = ctx.budget.cloned();

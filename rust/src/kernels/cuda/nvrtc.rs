@@ -164,8 +164,10 @@ fn compile_now(src: &str, target: &Target) -> CoreResult<String> {
         .map_err(|_| CoreError::internal("NVRTC could not be loaded"))?;
     match out {
         Ok(ptx) => Ok(ptx.to_src()),
-        Err(CompileError::CompileError { log, .. }) => Err(CoreError::internal(format!(
-            "a device kernel failed to compile:\n{}",
+        // The source's fault (a guest's kernel; for built-in ones, the
+        // caller turns it into an internal error).
+        Err(CompileError::CompileError { log, .. }) => Err(CoreError::invalid_args(format!(
+            "the kernel does not compile:\n{}",
             log.to_string_lossy()
         ))),
         Err(e) => Err(CoreError::internal(format!("NVRTC failed: {e:?}"))),
