@@ -319,12 +319,12 @@ impl CudaDevice {
             CoreError::internal(format!("no {} kernels for {}", family.name(), dtype.name()))
         })?;
         // A built-in kernel that does not compile is a bug of ours.
-        let ptx = nvrtc::compile(&src, &self.target, nvrtc::default_cache_dir().as_deref())
+        let cubin = nvrtc::compile(&src, &self.target, nvrtc::default_cache_dir().as_deref())
             .map_err(|e| CoreError::internal(e.message))?;
         self.bind()?;
         let module = self
             .ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx.to_string()))
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin.to_vec()))
             .map_err(|e| driver_error(self.index, "loading a kernel module", e))?;
         let mut functions = self.functions.lock();
         // Every entry of the module at once: one load per module.
@@ -367,21 +367,23 @@ impl CudaDevice {
         .map_err(|e| driver_error(self.index, &format!("launching {entry}"), e))
     }
 
-    /// A guest's module (`cuda_load`): PTX as given, or CUDA C compiled
-    /// with NVRTC (cached like the built-in kernels). A source that does not
+    /// A guest's module (`cuda_load`): PTX as given (JIT-compiled by the
+    /// driver), or CUDA C compiled with NVRTC to CUBIN (cached like the
+    /// built-in kernels). A source that does not
     /// compile or load is `invalid_args` with the compiler's log.
     pub fn load_user_module(&self, src: &[u8]) -> CoreResult<UserModule> {
         let text = std::str::from_utf8(src)
             .map_err(|_| CoreError::invalid_args("the kernel source is not UTF-8 text"))?;
-        let ptx = if is_ptx(text) {
-            text.to_owned()
+        let image = if is_ptx(text) {
+            cudarc::nvrtc::Ptx::from_src(text)
         } else {
-            nvrtc::compile(text, &self.target, nvrtc::default_cache_dir().as_deref())?.to_string()
+            let cubin = nvrtc::compile(text, &self.target, nvrtc::default_cache_dir().as_deref())?;
+            cudarc::nvrtc::Ptx::from_binary(cubin.to_vec())
         };
         self.bind()?;
         let module = self
             .ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+            .load_module(image)
             .map_err(|e| CoreError::invalid_args(format!("the module does not load: {e:?}")))?;
         Ok(UserModule {
             device: self.index,

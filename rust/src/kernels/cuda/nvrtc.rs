@@ -1,10 +1,13 @@
 //! Kernel compilation with NVRTC, cached in memory and on disk.
 //!
-//! A module's PTX is keyed by the BLAKE3 of its source, the target
-//! architecture, the NVRTC version and the driver version; the disk level
-//! lives under `$TENSOR_WASM_HOME/kernels/cuda/` (`<key>.ptx`, written to a
-//! temporary file and renamed into place), so a process compiles a module
-//! at most once per machine and toolkit. NVRTC is loaded at run time: on a
+//! Modules are compiled to CUBIN (machine code for the device's exact
+//! architecture, `sm_XY`), which any driver of the same CUDA major version
+//! loads; PTX would need a driver at least as new as NVRTC. A module's
+//! CUBIN is keyed by the BLAKE3 of its source, the architecture, the NVRTC
+//! version and the driver version; the disk level lives under
+//! `$TENSOR_WASM_HOME/kernels/cuda/` (`<key>.cubin`, written to a temporary
+//! file and renamed into place), so a process compiles a module at most
+//! once per machine and toolkit. NVRTC is loaded at run time: on a
 //! machine without it, `available()` is false and nothing here touches it.
 
 use std::collections::HashMap;
@@ -71,16 +74,27 @@ pub struct Target {
 }
 
 impl Target {
-    fn option(&self) -> String {
+    /// For PTX (a virtual architecture).
+    fn ptx_option(&self) -> String {
         format!("--gpu-architecture=compute_{}{}", self.arch.0, self.arch.1)
+    }
+
+    /// For CUBIN (the real architecture).
+    fn cubin_option(&self) -> String {
+        format!("--gpu-architecture=sm_{}{}", self.arch.0, self.arch.1)
     }
 }
 
 type Key = [u8; 32];
 
-fn memory() -> &'static Mutex<HashMap<Key, Arc<str>>> {
-    static MEM: OnceLock<Mutex<HashMap<Key, Arc<str>>>> = OnceLock::new();
+fn memory() -> &'static Mutex<HashMap<Key, Arc<[u8]>>> {
+    static MEM: OnceLock<Mutex<HashMap<Key, Arc<[u8]>>>> = OnceLock::new();
     MEM.get_or_init(Default::default)
+}
+
+/// An ELF image (what CUBIN files are).
+fn is_cubin(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x7fELF")
 }
 
 /// Counters of the cache, for tests and `device_info`.
@@ -101,16 +115,16 @@ pub fn stats() -> Stats {
     *STATS.lock()
 }
 
-/// The PTX of `src` for `target`: from memory, from `cache_dir`, or
+/// The CUBIN of `src` for `target`: from memory, from `cache_dir`, or
 /// compiled now (and stored in both).
-pub fn compile(src: &str, target: &Target, cache_dir: Option<&Path>) -> CoreResult<Arc<str>> {
+pub fn compile(src: &str, target: &Target, cache_dir: Option<&Path>) -> CoreResult<Arc<[u8]>> {
     let (major, minor) = version()?;
     let key: Key = {
         let mut h = blake3::Hasher::new();
         h.update(src.as_bytes());
         h.update(
             format!(
-                "\0{:?}\0{}\0nvrtc {major}.{minor}",
+                "\0cubin\0{:?}\0{}\0nvrtc {major}.{minor}",
                 target.arch, target.driver
             )
             .as_bytes(),
@@ -121,28 +135,28 @@ pub fn compile(src: &str, target: &Target, cache_dir: Option<&Path>) -> CoreResu
         STATS.lock().memory_hits += 1;
         return Ok(ptx.clone());
     }
-    let file = cache_dir.map(|d| d.join(format!("{}.ptx", crate::exec::function::hex(&key))));
-    if let Some(text) = file
+    let file = cache_dir.map(|d| d.join(format!("{}.cubin", crate::exec::function::hex(&key))));
+    if let Some(bytes) = file
         .as_deref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .filter(|text| text.contains(".entry"))
+        .and_then(|f| std::fs::read(f).ok())
+        .filter(|b| is_cubin(b))
     {
         STATS.lock().disk_hits += 1;
-        let ptx: Arc<str> = text.into();
-        memory().lock().insert(key, ptx.clone());
-        return Ok(ptx);
+        let image: Arc<[u8]> = bytes.into();
+        memory().lock().insert(key, image.clone());
+        return Ok(image);
     }
-    let ptx: Arc<str> = compile_now(src, target)?.into();
+    let image: Arc<[u8]> = compile_cubin(src, target)?.into();
     STATS.lock().compiles += 1;
     if let Some(file) = file {
         // A cache that cannot be written only costs a compile next time.
-        let _ = store(&file, &ptx);
+        let _ = store(&file, &image);
     }
-    memory().lock().insert(key, ptx.clone());
-    Ok(ptx)
+    memory().lock().insert(key, image.clone());
+    Ok(image)
 }
 
-fn store(file: &Path, ptx: &str) -> std::io::Result<()> {
+fn store(file: &Path, image: &[u8]) -> std::io::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
@@ -150,14 +164,64 @@ fn store(file: &Path, ptx: &str) -> std::io::Result<()> {
         file.file_name().and_then(|n| n.to_str()).unwrap_or("ptx"),
         std::process::id()
     ));
-    std::fs::write(&tmp, ptx)?;
+    std::fs::write(&tmp, image)?;
     std::fs::rename(&tmp, file)
+}
+
+/// `src` compiled to CUBIN for `target` (no cache). A source that does not
+/// compile is `invalid_args` with NVRTC's log.
+pub fn compile_cubin(src: &str, target: &Target) -> CoreResult<Vec<u8>> {
+    use cudarc::nvrtc::{result, sys};
+    let csrc = std::ffi::CString::new(src)
+        .map_err(|_| CoreError::invalid_args("the kernel source contains a NUL byte"))?;
+    let opts = [target.cubin_option(), "--std=c++17".to_owned()];
+    let nvrtc_err = |what: &str, e: result::NvrtcError| {
+        CoreError::internal(format!("NVRTC {what} failed: {e:?}"))
+    };
+    let run = || -> CoreResult<Vec<u8>> {
+        let prog = result::create_program(&csrc, None).map_err(|e| nvrtc_err("create", e))?;
+        // SAFETY: `prog` is a live program until destroyed at the end.
+        let out = unsafe {
+            match result::compile_program(prog, &opts) {
+                Err(_) => {
+                    let log = result::get_program_log(prog).unwrap_or_default();
+                    let log: Vec<u8> = log
+                        .iter()
+                        .map(|&c| c as u8)
+                        .take_while(|&c| c != 0)
+                        .collect();
+                    Err(CoreError::invalid_args(format!(
+                        "the kernel does not compile:\n{}",
+                        String::from_utf8_lossy(&log)
+                    )))
+                }
+                Ok(()) => {
+                    let mut size = 0usize;
+                    sys::nvrtcGetCUBINSize(prog, &mut size)
+                        .result()
+                        .map_err(|e| nvrtc_err("nvrtcGetCUBINSize", e))
+                        .and_then(|()| {
+                            let mut buf = vec![0u8; size];
+                            sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast())
+                                .result()
+                                .map_err(|e| nvrtc_err("nvrtcGetCUBIN", e))?;
+                            Ok(buf)
+                        })
+                }
+            }
+        };
+        // SAFETY: created above, destroyed once.
+        let _ = unsafe { result::destroy_program(prog) };
+        out
+    };
+    catch_unwind(AssertUnwindSafe(run))
+        .map_err(|_| CoreError::internal("NVRTC could not be loaded"))?
 }
 
 fn compile_now(src: &str, target: &Target) -> CoreResult<String> {
     use cudarc::nvrtc::{CompileError, CompileOptions, compile_ptx_with_opts};
     let opts = CompileOptions {
-        options: vec![target.option(), "--std=c++17".into()],
+        options: vec![target.ptx_option(), "--std=c++17".into()],
         ..Default::default()
     };
     let out = catch_unwind(AssertUnwindSafe(|| compile_ptx_with_opts(src, opts)))
@@ -174,9 +238,10 @@ fn compile_now(src: &str, target: &Target) -> CoreResult<String> {
     }
 }
 
-/// Compiles every kernel module for `target` (no cache): the entry points
-/// each module must define, checked against its PTX. For tests and for a
-/// first-use warm-up; errors name the module.
+/// Compiles every kernel module for `target` (no cache): to PTX, where the
+/// entry points each module must define are checked, and to CUBIN, which
+/// runs the assembler (register and shared-memory limits) as loading on a
+/// device would. For tests; errors name the module.
 pub fn check_all(target: &Target) -> CoreResult<usize> {
     let mut modules = 0;
     for family in Family::ALL {
@@ -184,9 +249,11 @@ pub fn check_all(target: &Target) -> CoreResult<usize> {
             let Some(src) = sources::module_source(family, d) else {
                 continue;
             };
-            let ptx = compile_now(&src, target).map_err(|e| {
+            let named = |e: CoreError| {
                 CoreError::internal(format!("{} {}: {}", family.name(), d.name(), e.message))
-            })?;
+            };
+            let ptx = compile_now(&src, target).map_err(named)?;
+            compile_cubin(&src, target).map_err(named)?;
             for entry in sources::entry_points(family, d) {
                 if !ptx.contains(&format!(".entry {entry}(")) {
                     return Err(CoreError::internal(format!(
@@ -207,7 +274,7 @@ pub fn check_dtype(target: &Target, d: DType) -> CoreResult<usize> {
     let mut modules = 0;
     for family in Family::ALL {
         if let Some(src) = sources::module_source(family, d) {
-            compile_now(&src, target)?;
+            compile_cubin(&src, target)?;
             modules += 1;
         }
     }

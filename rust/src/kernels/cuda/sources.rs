@@ -1,5 +1,5 @@
 //! CUDA C sources of the device kernels, compiled with NVRTC at first use
-//! (`nvrtc`).
+//! (`nvrtc`, to CUBIN).
 //!
 //! Kernels come in families; a family's module is compiled once per element
 //! type (or element size, for the ones that only move bytes), so a process
