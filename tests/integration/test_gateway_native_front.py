@@ -162,6 +162,94 @@ CASES: list[tuple[str, str | None, str | None, str, Any]] = [
             },
         },
     ),
+    (
+        "inputs as data_b64, outputs as data_b64",
+        "tok-one",
+        "1",
+        "vadd",
+        {
+            "export": "run",
+            "inputs": {
+                "a": {"dtype": "f32", "shape": [2], "data_b64": "AACAPwAAAEA="},
+                "b": {"dtype": "f32", "shape": [2], "data_b64": "AABAQAAAgEA="},
+            },
+            "output_encoding": "data_b64",
+        },
+    ),
+    (
+        "nested data, broadcast",
+        "tok-one",
+        "1",
+        "vadd",
+        {
+            "export": "run",
+            "inputs": {
+                "a": {"dtype": "f64", "shape": [2, 2], "data": [[1, 2.5], ["-inf", 4]]},
+                "b": {"dtype": "f64", "shape": [2], "data": [0.5, "NaN"]},
+            },
+        },
+    ),
+    (
+        "integer inputs",
+        "tok-one",
+        "1",
+        "vadd",
+        {
+            "export": "run",
+            "inputs": {
+                "a": {"dtype": "i8", "shape": [3], "data": [127, -128, 5]},
+                "b": {"dtype": "i8", "shape": [3], "data": [1, -1, 0]},
+            },
+        },
+    ),
+    (
+        "f16 and bf16 inputs",
+        "tok-one",
+        "1",
+        "vadd",
+        {
+            "export": "run",
+            "inputs": {
+                "a": {"dtype": "bf16", "shape": [2], "data": [1.0078125, 3.3]},
+                "b": {"dtype": "bf16", "shape": [2], "data": [0.1, -2]},
+            },
+        },
+    ),
+    (
+        "bool leaves in a float tensor",
+        "tok-one",
+        "1",
+        "vadd",
+        {"export": "run", "inputs": {"a": {"dtype": "f32", "shape": [1], "data": [True]}}},
+    ),
+    (
+        "integer out of range",
+        "tok-one",
+        "1",
+        "vadd",
+        {"export": "run", "inputs": {"a": {"dtype": "u8", "shape": [1], "data": [256]}}},
+    ),
+    (
+        "wrong element count",
+        "tok-one",
+        "1",
+        "vadd",
+        {"export": "run", "inputs": {"a": {"dtype": "f32", "shape": [3], "data": [1, 2]}}},
+    ),
+    (
+        "bad base64",
+        "tok-one",
+        "1",
+        "vadd",
+        {"export": "run", "inputs": {"a": {"dtype": "f32", "shape": [1], "data_b64": "@@@@"}}},
+    ),
+    (
+        "numpy dtype name",
+        "tok-one",
+        "1",
+        "vadd",
+        {"export": "run", "inputs": {"a": {"dtype": "float32", "shape": [1], "data": [1]}}},
+    ),
     ("no token", None, "1", "add", {}),
     ("wrong token", "tok-zero", "1", "add", {}),
     ("token of another tenant", "tok-two", "1", "add", {}),
@@ -245,7 +333,7 @@ def test_the_front_gives_the_apps_answers(pair: dict[str, GatewayServer]) -> Non
 
     # The native server answered the invokes it could itself.
     native = _samples(pair["native"])
-    assert native['tensor_wasm_front_requests_total{handled_by="front"}'] >= 13
+    assert native['tensor_wasm_front_requests_total{handled_by="front"}'] >= 18
     assert native['tensor_wasm_front_requests_total{handled_by="app"}'] >= 20
     python = _samples(pair["python"])
     assert not any(k.startswith("tensor_wasm_front_requests") for k in python)

@@ -16,10 +16,12 @@ use crate::exec::{ArgValue, InvokeOutcome};
 use crate::tensor::{DType, Tensor};
 
 /// What to call.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Call {
     pub export: Option<String>,
     pub args: Vec<ArgValue>,
+    /// Tensor inputs, decoded as the app decodes them.
+    pub inputs: Vec<(String, Tensor)>,
     /// `output_encoding` is `data_b64`.
     pub b64: bool,
 }
@@ -52,7 +54,8 @@ struct Body<'a> {
 }
 
 /// The call a body asks for, or `None` for the app to decide.
-pub fn parse(body: &[u8], max_args: usize) -> Option<Call> {
+/// `max_bytes` bounds each input tensor (the app's body-size cap).
+pub fn parse(body: &[u8], max_args: usize, max_bytes: u64) -> Option<Call> {
     // A JSON object (serde would also read the fields from an array).
     if body.trim_ascii_start().first() != Some(&b'{') {
         return None;
@@ -77,13 +80,20 @@ pub fn parse(body: &[u8], max_args: usize) -> Option<Call> {
                 .collect::<Option<Vec<_>>>()?
         }
     };
-    if let Field::Present(raw) = b.inputs {
-        // Tensor inputs are decoded by the app.
-        if raw.get() != "null" {
-            let map: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(raw.get()).ok()?;
-            if !map.is_empty() {
-                return None;
+    let mut inputs = Vec::new();
+    if let Field::Present(raw) = b.inputs
+        && raw.get() != "null"
+    {
+        let map: Vec<(String, &RawValue)> = object_entries(raw.get())?;
+        for (name, t) in map {
+            let tensor = input_tensor(t, max_bytes)?;
+            match inputs
+                .iter_mut()
+                .find(|(n, _): &&mut (String, Tensor)| *n == name)
+            {
+                // A repeated name: the last one wins, as in the app.
+                Some(slot) => slot.1 = tensor,
+                None => inputs.push((name, tensor)),
             }
         }
     }
@@ -95,7 +105,179 @@ pub fn parse(body: &[u8], max_args: usize) -> Option<Call> {
             _ => return None,
         },
     };
-    Some(Call { export, args, b64 })
+    Some(Call {
+        export,
+        args,
+        inputs,
+        b64,
+    })
+}
+
+/// The entries of a JSON object, in order (None: not an object).
+fn object_entries(text: &str) -> Option<Vec<(String, &RawValue)>> {
+    struct Entries<'a>(Vec<(String, &'a RawValue)>);
+    impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+                type Value = Entries<'a>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<M: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: M,
+                ) -> Result<Entries<'a>, M::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                        out.push((k, v));
+                    }
+                    Ok(Entries(out))
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+        }
+    }
+    serde_json::from_str::<Entries<'_>>(text).ok().map(|e| e.0)
+}
+
+/// The most dimensions a JSON tensor may have before the app refuses it.
+const MAX_JSON_DIMS: usize = 32;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonTensor<'a> {
+    dtype: String,
+    shape: Vec<u64>,
+    #[serde(default, borrow)]
+    data: Field<'a>,
+    #[serde(default, borrow)]
+    data_b64: Field<'a>,
+}
+
+/// `{"dtype", "shape", "data" | "data_b64"}` as the app decodes it
+/// (gateway/tensors.py), or None for anything the app would refuse or read
+/// differently (the app then answers).
+fn input_tensor(raw: &RawValue, max_bytes: u64) -> Option<Tensor> {
+    let t: JsonTensor<'_> = serde_json::from_str(raw.get()).ok()?;
+    let dtype = DType::ALL.into_iter().find(|d| d.name() == t.dtype)?;
+    if t.shape.len() > MAX_JSON_DIMS.min(crate::tensor::MAX_NDIM) {
+        return None;
+    }
+    let shape: Vec<usize> = t
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<_>>()?;
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    let nbytes = count.checked_mul(dtype.size())?;
+    if nbytes as u64 > max_bytes {
+        return None;
+    }
+    let bytes = match (t.data, t.data_b64) {
+        (Field::Present(data), Field::Absent) if data.get() != "null" => {
+            let values: serde_json::Value = serde_json::from_str(data.get()).ok()?;
+            let serde_json::Value::Array(_) = &values else {
+                return None;
+            };
+            let leaves = flatten(&values);
+            if leaves.len() != count {
+                return None;
+            }
+            encode_leaves(dtype, &leaves)?
+        }
+        (Field::Absent, Field::Present(b64)) if b64.get() != "null" => {
+            let text: String = serde_json::from_str(b64.get()).ok()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .ok()?;
+            (bytes.len() == nbytes).then_some(bytes)?
+        }
+        _ => return None,
+    };
+    let out = Tensor::uninit_in(dtype, &shape, None).ok()?;
+    let dst = out.data_mut_ptr().ok()?;
+    // SAFETY: a fresh contiguous tensor of exactly nbytes bytes.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, nbytes) };
+    Some(out.read_only_view())
+}
+
+/// Row-major leaves of nested arrays.
+fn flatten(v: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    let mut stack: Vec<std::slice::Iter<'_, serde_json::Value>> = Vec::new();
+    if let serde_json::Value::Array(a) = v {
+        stack.push(a.iter());
+    }
+    while let Some(top) = stack.last_mut() {
+        match top.next() {
+            Some(serde_json::Value::Array(a)) => stack.push(a.iter()),
+            Some(leaf) => out.push(leaf),
+            None => {
+                stack.pop();
+            }
+        }
+    }
+    out
+}
+
+/// The little-endian bytes of `leaves` as `dtype`, with the app's rules:
+/// floats take numbers and "nan"/"inf"/"-inf" (not booleans), integers take
+/// integers in range, bool takes booleans and 0/1.
+fn encode_leaves(dtype: DType, leaves: &[&serde_json::Value]) -> Option<Vec<u8>> {
+    use serde_json::Value;
+    let mut out = Vec::with_capacity(leaves.len() * dtype.size());
+    if dtype.is_float() {
+        for v in leaves {
+            let x = match v {
+                Value::Number(n) => n.as_f64()?,
+                Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                    "nan" => f64::NAN,
+                    "inf" | "infinity" => f64::INFINITY,
+                    "-inf" | "-infinity" => f64::NEG_INFINITY,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            match dtype {
+                DType::F64 => out.extend_from_slice(&x.to_le_bytes()),
+                DType::F32 => out.extend_from_slice(&(x as f32).to_le_bytes()),
+                DType::F16 => out.extend_from_slice(&half::f16::from_f64(x).to_le_bytes()),
+                // As the app: through f32, then rounded to bf16.
+                _ => out.extend_from_slice(&half::bf16::from_f32(x as f32).to_le_bytes()),
+            }
+        }
+        return Some(out);
+    }
+    if dtype == DType::Bool {
+        for v in leaves {
+            let b = match v {
+                Value::Bool(b) => *b,
+                Value::Number(n) => match n.as_u64()? {
+                    0 if !n.is_f64() => false,
+                    1 if !n.is_f64() => true,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            out.push(u8::from(b));
+        }
+        return Some(out);
+    }
+    for v in leaves {
+        let Value::Number(n) = v else { return None };
+        if n.is_f64() {
+            return None;
+        }
+        let x = n.as_i64()?;
+        match dtype {
+            DType::I64 => out.extend_from_slice(&x.to_le_bytes()),
+            DType::I32 => out.extend_from_slice(&i32::try_from(x).ok()?.to_le_bytes()),
+            DType::U8 => out.push(u8::try_from(x).ok()?),
+            _ => out.extend_from_slice(&i8::try_from(x).ok()?.to_le_bytes()),
+        }
+    }
+    Some(out)
 }
 
 /// One argument: a JSON number, a boolean, or a non-finite float spelled out.
@@ -310,7 +492,12 @@ mod tests {
 
     #[test]
     fn bodies_read_like_the_app() {
-        let c = parse(br#"{"export":"add","args":[1,2.5,true,"-Inf"]}"#, 8).unwrap();
+        let c = parse(
+            br#"{"export":"add","args":[1,2.5,true,"-Inf"]}"#,
+            8,
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(c.export.as_deref(), Some("add"));
         assert_eq!(c.args[0], ArgValue::Int(1));
         assert_eq!(c.args[1], ArgValue::Float(2.5));
@@ -319,11 +506,12 @@ mod tests {
         let c = parse(
             br#"{"export":null,"args":null,"inputs":{},"output_encoding":"data_b64"}"#,
             8,
+            1 << 20,
         )
         .unwrap();
         assert_eq!(c.export, None);
         assert!(c.b64 && c.args.is_empty());
-        assert!(parse(b"{}", 8).is_some());
+        assert!(parse(b"{}", 8, 1 << 20).is_some());
     }
 
     #[test]
@@ -339,13 +527,58 @@ mod tests {
             br#"{"args":[null]}"#,
             br#"{"args":[99999999999999999999]}"#,
             br#"{"args":[1e999]}"#,
-            br#"{"inputs":{"x":{"dtype":"f32","shape":[1],"data":[1]}}}"#,
+            br#"{"inputs":{"x":{"dtype":"f32","shape":[2],"data":[1]}}}"#,
+            br#"{"inputs":{"x":{"dtype":"float32","shape":[1],"data":[1]}}}"#,
+            br#"{"inputs":{"x":{"dtype":"f32","shape":[1],"data":[true]}}}"#,
+            br#"{"inputs":{"x":{"dtype":"i32","shape":[1],"data":[1.0]}}}"#,
+            br#"{"inputs":{"x":{"dtype":"u8","shape":[1],"data":[256]}}}"#,
+            br#"{"inputs":{"x":{"dtype":"f32","shape":[1],"data":[1],"data_b64":"AAAAAA=="}}}"#,
+            br#"{"inputs":{"x":{"dtype":"f32","shape":[1],"data_b64":"AAAA"}}}"#,
+            br#"{"inputs":{"x":{"dtype":"f32","shape":[1],"data":null}}}"#,
             br#"{"output_encoding":null}"#,
             br#"{"output_encoding":"hex"}"#,
             br#"{"export":"a","export":"b"}"#,
         ] {
-            assert_eq!(parse(body, 2), None, "{}", String::from_utf8_lossy(body));
+            assert!(
+                parse(body, 2, 1 << 20).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
+    }
+
+    #[test]
+    fn inputs_decode_like_the_app() {
+        let c = parse(
+            br#"{"inputs":{"a":{"dtype":"f32","shape":[2,2],"data":[[1,2.5],["nan",4]]},
+                 "b":{"dtype":"i64","shape":[2],"data_b64":"AQAAAAAAAAD//////////w=="},
+                 "c":{"dtype":"bool","shape":[3],"data":[true,0,1]},
+                 "d":{"dtype":"bf16","shape":[1],"data":[1.0]}}}"#,
+            8,
+            1 << 20,
+        )
+        .unwrap();
+        let names: Vec<&str> = c.inputs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let a = c.inputs[0].1.as_slice::<f32>().unwrap();
+        assert_eq!(&a[..2], &[1.0, 2.5]);
+        assert!(a[2].is_nan());
+        assert_eq!(c.inputs[1].1.as_slice::<i64>().unwrap(), &[1, -1]);
+        assert_eq!(c.inputs[2].1.to_bytes(), vec![1, 0, 1]);
+        assert_eq!(
+            c.inputs[3].1.to_bytes(),
+            half::bf16::from_f32(1.0).to_le_bytes()
+        );
+        assert!(c.inputs[0].1.is_read_only());
+        // Over the byte cap: the app decides.
+        assert!(
+            parse(
+                br#"{"inputs":{"a":{"dtype":"f64","shape":[4],"data_b64":""}}}"#,
+                8,
+                16
+            )
+            .is_none()
+        );
     }
 
     #[test]

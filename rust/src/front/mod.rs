@@ -5,8 +5,8 @@
 //! limit, the invoke (on a blocking thread), the response, the metrics and
 //! the audit record, with the same answers the Python app gives. Every
 //! other request, and every invoke it cannot answer exactly as the app
-//! would (a refusal, a function bound to TensorCast artifacts, tensor
-//! inputs, an unusual body), is forwarded to the FastAPI app over a Unix
+//! would (a refusal, a function bound to TensorCast artifacts, a body or
+//! tensor input the app would refuse or read differently), is forwarded to the FastAPI app over a Unix
 //! socket that only this process can reach (`proxy`). Both sides share one
 //! rate limiter, one set of HTTP counters and one audit writer, so a client
 //! cannot tell which side answered.
@@ -360,7 +360,7 @@ async fn serve_invoke(
             );
         }
     };
-    let call = invoke::parse(&bytes, st.s.max_args);
+    let call = invoke::parse(&bytes, st.s.max_args, st.s.max_body_bytes);
     let entry = st.s.table.get(&id).filter(|e| e.tenant == head.tenant);
     let (Some(call), Some(entry)) = (call, entry) else {
         return st
@@ -429,7 +429,7 @@ async fn run(
     let task = tokio::task::spawn_blocking(move || {
         entry
             .function
-            .invoke(call.export.as_deref(), &call.args, &[], None)
+            .invoke(call.export.as_deref(), &call.args, &call.inputs, None)
             .map(|out| (out, call.b64))
     });
     let failed = |kind: &'static str, message: &str| {

@@ -83,6 +83,8 @@ impl Upstream {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                // The connection to the client frames the body its own way.
+                parts.headers.remove("transfer-encoding");
                 let pooled = PooledBody {
                     inner: body,
                     give_back: Some((sender, self.clone())),
