@@ -1,9 +1,15 @@
 //! The real CUDA backend: device memory, copies, kernel modules and
 //! launches, through the driver API that cudarc loads at run time.
 //!
-//! One context per device (the primary context) and one stream per device:
-//! every copy and kernel of a device is ordered on it, so a freed block
-//! the pool hands out again is only touched by work queued after the work
+//! One context per device (the primary context). Work outside an instance
+//! (Python-level ops and copies) goes on the device's default stream; an
+//! instance's call runs on a stream of its own for the call's duration
+//! (`call_scope`, from a per-device set of idle streams, each with its own
+//! cuBLAS handle). Blocks an instance frees during a call are reused only
+//! by that stream until the call ends and its stream has been waited for;
+//! a block freed on the default stream and taken by an instance's stream
+//! is ordered after the default stream's work with an event. So a block
+//! the pool hands out again is only touched by work ordered after the work
 //! that used it. Device memory is a caching allocator (`CudaPool`): no
 //! `cuMemAlloc` per op once warm, bounded by the device's memory, each
 //! block charged to the instance's budget while it lives. Kernels are the
@@ -43,12 +49,88 @@ struct PoolState {
     free: HashMap<usize, Vec<CUdeviceptr>>,
 }
 
+/// A stream an instance's call runs on, with the blocks freed on it during
+/// the call (kept for it alone until the call ends).
+pub struct InstanceStream {
+    stream: Arc<CudaStream>,
+    free: Mutex<HashMap<usize, Vec<CUdeviceptr>>>,
+    blas: Mutex<Option<usize>>,
+}
+
+// SAFETY: the handles are used with the context bound; maps are locked.
+unsafe impl Send for InstanceStream {}
+// SAFETY: as above.
+unsafe impl Sync for InstanceStream {}
+
+thread_local! {
+    /// The stream of the instance call running on this thread, by device.
+    static ACTIVE: std::cell::RefCell<Option<(u32, Arc<InstanceStream>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn active(device: u32) -> Option<Arc<InstanceStream>> {
+    ACTIVE.with(|a| {
+        a.borrow()
+            .as_ref()
+            .filter(|(d, _)| *d == device)
+            .map(|(_, s)| s.clone())
+    })
+}
+
+/// While alive, device work of this thread on its device runs on an
+/// instance stream (see the module docs). Dropping it waits for the stream,
+/// hands the blocks freed on it to the pool and returns the stream.
+pub struct StreamScope {
+    device: &'static CudaDevice,
+    stream: Arc<InstanceStream>,
+    previous: Option<(u32, Arc<InstanceStream>)>,
+}
+
+/// A stream for one instance call on `device` (None: not a real device).
+pub fn call_scope(device: crate::tensor::Device) -> Option<StreamScope> {
+    let crate::tensor::Device::Cuda(n) = device else {
+        return None;
+    };
+    if !super::is_real() {
+        return None;
+    }
+    let d = self::device(n).ok()?;
+    let stream = d.checkout_stream().ok()?;
+    let previous = ACTIVE.with(|a| a.borrow_mut().replace((n, stream.clone())));
+    Some(StreamScope {
+        device: d,
+        stream,
+        previous,
+    })
+}
+
+impl Drop for StreamScope {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| *a.borrow_mut() = self.previous.take());
+        let d = self.device;
+        let idle = d.bind().is_ok() && self.stream.stream.synchronize().is_ok();
+        // Its blocks are idle now: anyone may reuse them.
+        let blocks: Vec<(usize, Vec<CUdeviceptr>)> = self.stream.free.lock().drain().collect();
+        {
+            let mut s = d.pool.state.lock();
+            for (size, ptrs) in blocks {
+                s.free.entry(size).or_default().extend(ptrs);
+            }
+        }
+        if idle {
+            d.idle_streams.lock().push(self.stream.clone());
+        }
+    }
+}
+
 /// One device's memory: freed blocks are kept by size class for reuse.
 pub struct CudaPool {
     index: u32,
     capacity: u64,
     ctx: Arc<CudaContext>,
     state: Mutex<PoolState>,
+    /// The device's default stream (set once the device is open).
+    default_stream: Mutex<Option<Arc<CudaStream>>>,
 }
 
 impl CudaPool {
@@ -93,10 +175,26 @@ impl CudaPool {
     }
 
     fn take(&self, size: usize) -> CoreResult<CUdeviceptr> {
+        let mine = active(self.index);
+        if let Some(ptr) = mine
+            .as_ref()
+            .and_then(|m| m.free.lock().get_mut(&size).and_then(Vec::pop))
+        {
+            let mut s = self.state.lock();
+            s.cached -= size as u64;
+            s.live += size as u64;
+            return Ok(ptr);
+        }
         let mut s = self.state.lock();
         if let Some(ptr) = s.free.get_mut(&size).and_then(Vec::pop) {
             s.cached -= size as u64;
             s.live += size as u64;
+            drop(s);
+            if let Some(m) = mine {
+                // Freed on the default stream, maybe still in use there:
+                // the instance's stream waits for that work first.
+                self.order_after_default(&m)?;
+            }
             return Ok(ptr);
         }
         self.ctx
@@ -142,10 +240,33 @@ impl CudaPool {
     }
 
     fn give_back(&self, ptr: CUdeviceptr, size: usize) {
-        let mut s = self.state.lock();
-        s.live -= size as u64;
-        s.cached += size as u64;
-        s.free.entry(size).or_default().push(ptr);
+        let mine = active(self.index);
+        {
+            let mut s = self.state.lock();
+            s.live -= size as u64;
+            s.cached += size as u64;
+            if mine.is_none() {
+                s.free.entry(size).or_default().push(ptr);
+                return;
+            }
+        }
+        if let Some(m) = mine {
+            m.free.lock().entry(size).or_default().push(ptr);
+        }
+    }
+
+    /// Orders `m`'s stream after the work queued on the default stream.
+    fn order_after_default(&self, m: &InstanceStream) -> CoreResult<()> {
+        let default = self.default_stream.lock().clone();
+        let Some(default) = default else {
+            return Ok(());
+        };
+        let event = default
+            .record_event(None)
+            .map_err(|e| driver_error(self.index, "recording an event", e))?;
+        m.stream
+            .wait(&event)
+            .map_err(|e| driver_error(self.index, "waiting for an event", e))
     }
 }
 
@@ -194,6 +315,10 @@ pub struct CudaDevice {
     pool: Arc<CudaPool>,
     target: Target,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Instance streams not in use by a call.
+    idle_streams: Mutex<Vec<Arc<InstanceStream>>>,
+    /// The default stream's cuBLAS handle.
+    blas: Mutex<Option<usize>>,
 }
 
 // SAFETY: the context and stream handles are used from any thread with the
@@ -243,9 +368,12 @@ impl CudaDevice {
                 capacity: total,
                 ctx: ctx.clone(),
                 state: Mutex::new(PoolState::default()),
+                default_stream: Mutex::new(Some(stream.clone())),
             }),
             ctx,
             stream,
+            idle_streams: Mutex::new(Vec::new()),
+            blas: Mutex::new(None),
             target: Target {
                 arch: cc,
                 driver: driver.to_owned(),
@@ -262,6 +390,48 @@ impl CudaDevice {
         &self.pool
     }
 
+    /// Where this thread's work on the device goes: its instance call's
+    /// stream, else the device's default stream.
+    fn current(&self) -> (Arc<CudaStream>, Option<Arc<InstanceStream>>) {
+        match active(self.index) {
+            Some(m) => (m.stream.clone(), Some(m)),
+            None => (self.stream.clone(), None),
+        }
+    }
+
+    fn checkout_stream(&self) -> CoreResult<Arc<InstanceStream>> {
+        if let Some(s) = self.idle_streams.lock().pop() {
+            return Ok(s);
+        }
+        self.bind()?;
+        let stream = self
+            .ctx
+            .new_stream()
+            .map_err(|e| driver_error(self.index, "creating a stream", e))?;
+        Ok(Arc::new(InstanceStream {
+            stream,
+            free: Mutex::new(HashMap::new()),
+            blas: Mutex::new(None),
+        }))
+    }
+
+    /// The cuBLAS handle of this thread's current stream (one per stream,
+    /// created on first use: a handle is not shared between streams).
+    pub fn blas_handle(&self) -> CoreResult<cudarc::cublas::sys::cublasHandle_t> {
+        let (stream, mine) = self.current();
+        let slot = match &mine {
+            Some(m) => &m.blas,
+            None => &self.blas,
+        };
+        let mut slot = slot.lock();
+        if let Some(h) = *slot {
+            return Ok(h as cudarc::cublas::sys::cublasHandle_t);
+        }
+        let h = self.new_blas_handle(&stream)?;
+        *slot = Some(h as usize);
+        Ok(h)
+    }
+
     fn bind(&self) -> CoreResult<()> {
         self.ctx
             .bind_to_thread()
@@ -271,14 +441,15 @@ impl CudaDevice {
     /// The device stream's `CUstream`, as an integer (what DLPack's
     /// `stream` argument takes).
     pub fn stream_handle(&self) -> usize {
-        self.stream.cu_stream() as usize
+        self.current().0.cu_stream() as usize
     }
 
     /// Waits for everything queued on the device's stream; a failed kernel
     /// shows up here.
     pub fn synchronize(&self) -> CoreResult<()> {
         self.bind()?;
-        self.stream
+        self.current()
+            .0
             .synchronize()
             .map_err(|e| driver_error(self.index, "synchronizing", e))
     }
@@ -291,7 +462,7 @@ impl CudaDevice {
         self.bind()?;
         // SAFETY: `dst` holds at least src.len() bytes (the caller's
         // allocation); `src` lives until the synchronize below.
-        unsafe { result::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+        unsafe { result::memcpy_htod_async(dst, src, self.current().0.cu_stream()) }
             .map_err(|e| driver_error(self.index, "copying to the device", e))?;
         self.synchronize()
     }
@@ -304,7 +475,7 @@ impl CudaDevice {
         self.bind()?;
         // SAFETY: `src` holds at least dst.len() bytes; `dst` lives until
         // the synchronize below.
-        unsafe { result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }
+        unsafe { result::memcpy_dtoh_async(dst, src, self.current().0.cu_stream()) }
             .map_err(|e| driver_error(self.index, "copying from the device", e))?;
         self.synchronize()
     }
@@ -360,7 +531,7 @@ impl CudaDevice {
                 (grid.max(1), 1, 1),
                 (block, 1, 1),
                 0,
-                self.stream.cu_stream(),
+                self.current().0.cu_stream(),
                 params,
             )
         }
@@ -426,7 +597,7 @@ impl CudaDevice {
                 (grid[0], grid[1], grid[2]),
                 (block[0], block[1], block[2]),
                 0,
-                self.stream.cu_stream(),
+                self.current().0.cu_stream(),
                 params,
             )
         }
@@ -435,15 +606,18 @@ impl CudaDevice {
         self.synchronize()
     }
 
-    /// A new cuBLAS handle whose work goes on this device's stream.
-    pub fn new_blas_handle(&self) -> CoreResult<cudarc::cublas::sys::cublasHandle_t> {
+    /// A new cuBLAS handle whose work goes on `stream`.
+    fn new_blas_handle(
+        &self,
+        stream: &CudaStream,
+    ) -> CoreResult<cudarc::cublas::sys::cublasHandle_t> {
         self.bind()?;
         let blas_err = |e: cudarc::cublas::result::CublasError| {
             CoreError::internal(format!("cuda:{}: cuBLAS: {e:?}", self.index))
         };
         let h = cudarc::cublas::result::create_handle().map_err(blas_err)?;
         // SAFETY: a fresh handle and this device's live stream.
-        unsafe { cudarc::cublas::result::set_stream(h, self.stream.cu_stream().cast()) }
+        unsafe { cudarc::cublas::result::set_stream(h, stream.cu_stream().cast()) }
             .map_err(blas_err)?;
         Ok(h)
     }

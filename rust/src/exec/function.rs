@@ -466,6 +466,9 @@ pub fn call(
     started: Instant,
 ) -> CoreResult<InvokeOutcome> {
     let mut results: Vec<Val> = sig.results.iter().map(|t| placeholder(*t)).collect();
+    // On a real GPU, the call's device work runs on a stream of its own
+    // (until the outputs below are back on the host).
+    let _stream = crate::device::cuda::call_scope(store.data().abi.device);
     let outcome = func.call(&mut *store, params, &mut results);
     let data = store.data_mut();
     let (stdout, out_cut) = data.wasi.stdout.take_text();

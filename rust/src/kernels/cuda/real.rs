@@ -8,10 +8,9 @@
 //! kernels' (the same error kinds); the arithmetic follows docs/ABI.md.
 
 use std::ffi::c_void;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use cudarc::cublas::sys as blas;
-use parking_lot::Mutex;
 
 use super::sources::{BLOCK, Family, size_suffix};
 use crate::device::cuda::{CudaDevice, device};
@@ -727,18 +726,6 @@ fn concat(
     Ok(out)
 }
 
-/// cuBLAS handles, one per device, on the device's stream.
-fn blas_handle(d: &CudaDevice) -> CoreResult<blas::cublasHandle_t> {
-    static HANDLES: OnceLock<Mutex<Vec<(u32, usize)>>> = OnceLock::new();
-    let handles = HANDLES.get_or_init(Default::default);
-    if let Some((_, h)) = handles.lock().iter().find(|(i, _)| *i == d.index()) {
-        return Ok(*h as blas::cublasHandle_t);
-    }
-    let h = d.new_blas_handle()?;
-    handles.lock().push((d.index(), h as usize));
-    Ok(h)
-}
-
 /// (cuBLAS data type, compute type) of a float dtype.
 fn blas_types(dt: DType) -> Option<(blas::cudaDataType, blas::cublasComputeType_t)> {
     use blas::cublasComputeType_t::*;
@@ -806,7 +793,7 @@ fn gemm(
             "matmul: a dimension exceeds cuBLAS's 2^31 - 1",
         ));
     }
-    let handle = blas_handle(d)?;
+    let handle = d.blas_handle()?;
     // Column-major view of row-major data: C^T = B^T A^T, so B comes first.
     let (transb, ldb) = if b_transposed {
         (blas::cublasOperation_t::CUBLAS_OP_T, k)
