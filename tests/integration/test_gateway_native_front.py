@@ -502,3 +502,32 @@ def test_sigterm_lets_an_invoke_the_front_runs_finish(tmp_path: Path) -> None:
 def test_the_fronts_status_table_agrees_with_the_apps() -> None:
     for kind, status in _core.front_status_table():
         assert STATUS[kind] == status, kind
+
+
+@pytest.mark.parametrize("front", ["native", "python"])
+def test_a_body_that_never_arrives_is_timed_out_and_audited(tmp_path: Path, front: str) -> None:
+    server = _start(tmp_path / "home", front, TENSOR_WASM_API_REQUEST_TIMEOUT_S="0.5")
+    try:
+        fid = server.deploy(server.client("tok-one", 1), wat(ADD_WAT), name="add")["id"]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(
+                (
+                    f"POST /functions/{fid}/invoke HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: Bearer tok-one\r\nX-TensorWasm-Tenant: 1\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{}"
+                ).encode()
+            )
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 504"), reply[:200]
+        assert b'"request_timeout"' in reply
+        assert b"x-request-id" in reply.lower()
+    finally:
+        server.stop()
+    lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert lines[-1]["action"] == "invoke_function"
+    assert lines[-1]["outcome"] == {"status_code": 504, "error_kind": "request_timeout"}

@@ -340,24 +340,27 @@ async fn serve_invoke(
             .forward(Request::from_parts(parts, body.boxed()), peer)
             .await;
     };
-    let bytes = match tokio::time::timeout(st.s.request_timeout, body.collect()).await {
+    let read = tokio::time::timeout(st.s.request_timeout, body.collect()).await;
+    let bytes = match read {
         Ok(Ok(c)) => c.to_bytes(),
-        Err(_) => {
-            return envelope_response(
-                504,
-                "request_timeout",
-                "the request took longer than the server allows",
-                Vec::new(),
-            );
-        }
-        // The client went away mid-body: nobody reads this answer.
-        Ok(Err(_)) => {
-            return envelope_response(
-                400,
-                "invalid_json",
-                "the request body could not be read",
-                Vec::new(),
-            );
+        // Too slow a body, or a client gone mid-body: counted and audited
+        // as the app does (504 request_timeout; 500 with no kind).
+        failed => {
+            let (status, kind) = match failed {
+                Err(_) => (504, Some("request_timeout")),
+                _ => (500, None),
+            };
+            st.s.stats.begin("POST", INVOKE_ROUTE);
+            let request_id = head
+                .request_id
+                .clone()
+                .unwrap_or_else(|| st.next_request_id());
+            record(st, &head, &id, peer, start, &request_id, status, kind);
+            let body = match kind {
+                Some(k) => invoke::envelope(k, "the request took longer than the server allows"),
+                None => invoke::envelope("internal", "the request body could not be read"),
+            };
+            return response(status, body, vec![("x-request-id", request_id)]);
         }
     };
     let call = invoke::parse(&bytes, st.s.max_args, st.s.max_body_bytes);
@@ -378,7 +381,10 @@ async fn serve_invoke(
     let stats = &st.s.stats;
     stats.served();
     stats.begin("POST", INVOKE_ROUTE);
-    let request_id = head.request_id.unwrap_or_else(|| st.next_request_id());
+    let request_id = head
+        .request_id
+        .clone()
+        .unwrap_or_else(|| st.next_request_id());
     let mut headers: Vec<(&'static str, String)> = vec![("x-request-id", request_id.clone())];
     let mut allowed = true;
     if let Some(limiter) = &st.s.limiter {
@@ -397,25 +403,43 @@ async fn serve_invoke(
             invoke::envelope(kind, "rate limit exceeded for this token"),
         )
     };
-    stats.end("POST", INVOKE_ROUTE, status, start.elapsed().as_secs_f64());
-    if let Some(sink) = &st.s.audit {
-        let record = serde_json::json!({
-            "ts_unix_ms": now_ms(),
-            "request_id": request_id,
-            "actor": head.principal.audit_actor(),
-            "action": "invoke_function",
-            "resource": {"function_id": id, "instance_id": null, "tenant_id": head.tenant},
-            "outcome": {"status_code": status, "error_kind": kind},
-            "latency_ms": (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
-            "peer_addr": proxy::peer_text(peer),
-        });
-        let mut line = serde_json::to_vec(&record).unwrap_or_default();
-        line.push(b'\n');
-        if let Err(e) = sink.write(&line) {
-            eprintln!("tensorwasm_tc.gateway: audit log write failed: {e}");
-        }
-    }
+    record(st, &head, &id, peer, start, &request_id, status, kind);
     response(status, body, headers)
+}
+
+/// The end of a request the front answered: its metrics and audit line
+/// (written before the response goes out).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    st: &State,
+    head: &Head<'_>,
+    id: &str,
+    peer: SocketAddr,
+    start: Instant,
+    request_id: &str,
+    status: u16,
+    kind: Option<&str>,
+) {
+    st.s.stats
+        .end("POST", INVOKE_ROUTE, status, start.elapsed().as_secs_f64());
+    let Some(sink) = &st.s.audit else {
+        return;
+    };
+    let record = serde_json::json!({
+        "ts_unix_ms": now_ms(),
+        "request_id": request_id,
+        "actor": head.principal.audit_actor(),
+        "action": "invoke_function",
+        "resource": {"function_id": id, "instance_id": null, "tenant_id": head.tenant},
+        "outcome": {"status_code": status, "error_kind": kind},
+        "latency_ms": (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        "peer_addr": proxy::peer_text(peer),
+    });
+    let mut line = serde_json::to_vec(&record).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = sink.write(&line) {
+        eprintln!("tensorwasm_tc.gateway: audit log write failed: {e}");
+    }
 }
 
 /// Runs the invoke on a blocking thread: (status, error kind, body).
