@@ -7,6 +7,7 @@
 //! and it counts every dispatch per (op, device) for metrics.
 
 pub mod args;
+pub mod call;
 pub mod cpu;
 pub mod cuda;
 

@@ -68,12 +68,9 @@ pub fn slice(
     x.slice_axis(axis, s, e.max(s), step as usize)
 }
 
-pub fn embedding(
-    r: &ArgReader<'_>,
-    table: &Tensor,
-    ids: &Tensor,
-    ctx: &OpCtx<'_>,
-) -> CoreResult<Tensor> {
+/// `(rows, dim)` of an embedding table, after every backend's checks: a
+/// 2-D table and i32 or i64 ids.
+pub(crate) fn embedding_dims(table: &Tensor, ids: &Tensor) -> CoreResult<(usize, usize)> {
     if table.ndim() != 2 {
         return Err(CoreError::new(
             ErrorKind::ShapeMismatch,
@@ -83,6 +80,25 @@ pub fn embedding(
             ),
         ));
     }
+    if !matches!(ids.dtype(), DType::I32 | DType::I64) {
+        return Err(CoreError::new(
+            ErrorKind::DtypeMismatch,
+            format!(
+                "embedding: ids must be i32 or i64, got {}",
+                ids.dtype().name()
+            ),
+        ));
+    }
+    Ok((table.shape()[0], table.shape()[1]))
+}
+
+pub fn embedding(
+    r: &ArgReader<'_>,
+    table: &Tensor,
+    ids: &Tensor,
+    ctx: &OpCtx<'_>,
+) -> CoreResult<Tensor> {
+    let (rows, dim) = embedding_dims(table, ids)?;
     let idx: Vec<i64> = match ids.dtype() {
         DType::I32 => ids
             .contiguous_in(ctx.budget)?
@@ -90,15 +106,8 @@ pub fn embedding(
             .iter()
             .map(|&v| v as i64)
             .collect(),
-        DType::I64 => ids.contiguous_in(ctx.budget)?.as_slice::<i64>()?.to_vec(),
-        other => {
-            return Err(CoreError::new(
-                ErrorKind::DtypeMismatch,
-                format!("embedding: ids must be i32 or i64, got {}", other.name()),
-            ));
-        }
+        _ => ids.contiguous_in(ctx.budget)?.as_slice::<i64>()?.to_vec(),
     };
-    let (rows, dim) = (table.shape()[0], table.shape()[1]);
     if let Some(bad) = idx.iter().find(|&&i| i < 0 || i as usize >= rows) {
         return Err(r.err(format!(
             "id {bad} is out of range for a table of {rows} rows"
@@ -123,12 +132,12 @@ pub fn embedding(
     Ok(out)
 }
 
-pub fn concat(
+/// The checked axis and output shape of `concat` (every backend's checks).
+pub(crate) fn concat_shape(
     r: &ArgReader<'_>,
     tensors: &[&Tensor],
     axis: i64,
-    ctx: &OpCtx<'_>,
-) -> CoreResult<Tensor> {
+) -> CoreResult<(usize, Vec<usize>)> {
     let Some(first) = tensors.first() else {
         return Err(r.err("needs at least one tensor"));
     };
@@ -167,6 +176,17 @@ pub fn concat(
     }
     let mut shape = first.shape().to_vec();
     shape[axis] = total;
+    Ok((axis, shape))
+}
+
+pub fn concat(
+    r: &ArgReader<'_>,
+    tensors: &[&Tensor],
+    axis: i64,
+    ctx: &OpCtx<'_>,
+) -> CoreResult<Tensor> {
+    let (axis, shape) = concat_shape(r, tensors, axis)?;
+    let (first, total) = (tensors[0], shape[axis]);
     let out = ctx.alloc(first.dtype(), &shape)?;
     let es = first.dtype().size();
     let outer: usize = shape[..axis].iter().product();

@@ -17,6 +17,8 @@ use crate::device::cuda::{CudaDevice, device};
 use crate::device::{self, cuda_address};
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::kernels::args::ArgReader;
+use crate::kernels::call::{Call, parse};
+use crate::kernels::cpu::shape;
 use crate::kernels::cpu::util::{broadcast_shape, broadcast_strides};
 use crate::kernels::{Arg, OpCtx, OpId, run_cpu};
 use crate::tensor::{Budget, DType, Device, MAX_NDIM, Tensor};
@@ -116,16 +118,10 @@ fn copy_strided_at(
     let n: usize = dims.iter().product();
     let mut n64 = n as i64;
     let mut k = KStrides::new(dims, s0, s1);
-    let by_size = match elem {
-        1 => DType::U8,
-        2 => DType::F16,
-        4 => DType::F32,
-        _ => DType::F64,
-    };
     let entry = format!("copy_strided_{}", size_suffix(elem));
     d.launch(
         Family::Move,
-        by_size,
+        move_module(elem),
         &entry,
         CudaDevice::grid_for(n, BLOCK),
         BLOCK,
@@ -133,107 +129,75 @@ fn copy_strided_at(
     )
 }
 
+/// The `Move` module for elements of `elem` bytes (modules of byte movers
+/// are keyed by a dtype of that size).
+fn move_module(elem: usize) -> DType {
+    match elem {
+        1 => DType::U8,
+        2 => DType::F16,
+        4 => DType::F32,
+        _ => DType::F64,
+    }
+}
+
+/// Launches an elementwise kernel `(x, out, n, extra...)` over `out`'s
+/// elements (`x` contiguous, `out` fresh); nothing for an empty `out`.
+fn launch_map(
+    d: &CudaDevice,
+    family: Family,
+    module: DType,
+    entry: &str,
+    x: &Tensor,
+    out: &Tensor,
+    extra: &mut [*mut c_void],
+) -> CoreResult<()> {
+    let n = out.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let (mut px, mut po, mut n64) = (cuda_address(x)?, cuda_address(out)?, n as i64);
+    let mut params = vec![arg(&mut px), arg(&mut po), arg(&mut n64)];
+    params.extend_from_slice(extra);
+    d.launch(
+        family,
+        module,
+        entry,
+        CudaDevice::grid_for(n, BLOCK),
+        BLOCK,
+        &mut params,
+    )
+}
+
 pub fn run(n: u32, op: OpId, args: &[Arg], ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     let d = device(n)?;
     let mut r = ArgReader::new(op.name(), args);
-    match op {
-        OpId::Add | OpId::Sub | OpId::Mul | OpId::Div => {
-            let a = r.tensor("a")?;
-            let b = r.tensor("b")?;
-            r.finish()?;
-            binary(d, op, a, b, ctx)
-        }
-        OpId::Relu | OpId::Gelu | OpId::Silu | OpId::Sigmoid | OpId::Tanh | OpId::Exp => {
-            let x = r.tensor("x")?;
-            let approximate = op == OpId::Gelu && r.opt_int().unwrap_or(0) != 0;
-            r.finish()?;
-            unary(d, op, x, approximate, ctx)
-        }
-        OpId::Scale => {
-            let x = r.tensor("x")?;
-            let f = r.float("factor")?;
-            r.finish()?;
-            scale(d, x, f, ctx)
-        }
-        OpId::Softmax => {
-            let x = r.tensor("x")?;
-            let axis = r.opt_int().unwrap_or(-1);
-            r.finish()?;
-            let axis = r.axis(axis, x.ndim())?;
-            softmax(d, x, axis, ctx)
-        }
-        OpId::Layernorm => {
-            let x = r.tensor("x")?;
-            let gamma = r.opt_tensor();
-            let beta = r.opt_tensor();
-            let eps = r.opt_float().unwrap_or(1e-5);
-            r.finish()?;
-            norm(d, op, x, gamma, beta, eps, ctx)
-        }
-        OpId::Rmsnorm => {
-            let x = r.tensor("x")?;
-            let gamma = r.opt_tensor();
-            let eps = r.opt_float().unwrap_or(1e-6);
-            r.finish()?;
-            norm(d, op, x, gamma, None, eps, ctx)
-        }
-        OpId::Sum | OpId::Mean | OpId::Max | OpId::Argmax => {
-            let x = r.tensor("x")?;
-            let axis = r.opt_int();
-            let keepdim = r.opt_int().unwrap_or(0) != 0;
-            r.finish()?;
-            let axis = match axis {
-                Some(a) => Some(r.axis(a, x.ndim())?),
-                None => None,
-            };
-            reduce(d, op, x, axis, keepdim, ctx)
-        }
-        OpId::Cast => {
-            let x = r.tensor("x")?;
-            let code = r.int("dtype code")?;
-            r.finish()?;
-            let to = i32::try_from(code)
-                .ok()
-                .and_then(DType::from_code)
-                .ok_or_else(|| r.err(format!("{code} is not a dtype code (0..=8)")))?;
-            cast(d, x, to, ctx)
-        }
-        OpId::Embedding => {
-            let table = r.tensor("table")?;
-            let ids = r.tensor("ids")?;
-            r.finish()?;
-            embedding(d, &r, table, ids, ctx)
-        }
-        OpId::Matmul => {
-            let a = r.tensor("a")?;
-            let b = r.tensor("b")?;
-            r.finish()?;
-            matmul(d, a, b, ctx)
-        }
-        OpId::Linear => {
-            let x = r.tensor("x")?;
-            let w = r.tensor("weight")?;
-            let bias = r.opt_tensor();
-            r.finish()?;
-            linear(d, x, w, bias, ctx)
-        }
+    match parse(op, &mut r)? {
+        Call::Binary { a, b } => binary(d, op, a, b, ctx),
+        Call::Unary { x, approximate } => unary(d, op, x, approximate, ctx),
+        Call::Scale { x, factor } => scale(d, x, factor, ctx),
+        Call::Softmax { x, axis } => softmax(d, x, axis, ctx),
+        Call::Norm {
+            x,
+            gamma,
+            beta,
+            eps,
+            ..
+        } => norm(d, op, x, gamma, beta, eps, ctx),
+        Call::Reduce { x, axis, keepdim } => reduce(d, op, x, axis, keepdim, ctx),
+        Call::Cast { x, to } => cast(d, x, to, ctx),
+        Call::Embedding { table, ids } => embedding(d, &r, table, ids, ctx),
+        Call::Matmul { a, b } => matmul(d, a, b, ctx),
+        Call::Linear { x, weight, bias } => linear(d, x, weight, bias, ctx),
         // Views: metadata only, as on the CPU.
-        OpId::Transpose | OpId::Slice => run_cpu(op, args, ctx),
-        OpId::Reshape => {
+        Call::Transpose { .. } | Call::Slice { .. } => run_cpu(op, args, ctx),
+        Call::Reshape { x, .. } => {
             // A contiguous tensor reshapes as a view; anything else is
-            // gathered on the device first.
+            // gathered on the device first (x is the first argument).
             let mut owned = args.to_vec();
-            if let Some(Arg::Tensor(x)) = owned.first_mut() {
-                *x = contiguous(x, ctx.budget)?;
-            }
+            owned[0] = Arg::Tensor(contiguous(x, ctx.budget)?);
             run_cpu(op, &owned, ctx)
         }
-        OpId::Concat => {
-            let tensors = r.rest_tensors();
-            let axis = r.opt_int().unwrap_or(0);
-            r.finish()?;
-            concat(d, &r, &tensors, axis, ctx)
-        }
+        Call::Concat { tensors, axis } => concat(d, &r, &tensors, axis, ctx),
     }
 }
 
@@ -317,24 +281,13 @@ fn unary(
     }
     let x = contiguous(x, ctx.budget)?;
     let out = ctx.alloc(dt, x.shape())?;
-    let n = out.numel();
-    if n == 0 {
-        return Ok(out);
-    }
     let name = if op == OpId::Gelu && approximate {
         "gelu_tanh"
     } else {
         op.name()
     };
-    let (mut px, mut po, mut n64) = (cuda_address(&x)?, cuda_address(&out)?, n as i64);
-    d.launch(
-        Family::Unary,
-        dt,
-        &format!("{name}_{}", dt.name()),
-        CudaDevice::grid_for(n, BLOCK),
-        BLOCK,
-        &mut [arg(&mut px), arg(&mut po), arg(&mut n64)],
-    )?;
+    let entry = format!("{name}_{}", dt.name());
+    launch_map(d, Family::Unary, dt, &entry, &x, &out, &mut [])?;
     Ok(out)
 }
 
@@ -345,20 +298,9 @@ fn scale(d: &CudaDevice, x: &Tensor, factor: f64, ctx: &OpCtx<'_>) -> CoreResult
     }
     let x = contiguous(x, ctx.budget)?;
     let out = ctx.alloc(dt, x.shape())?;
-    let n = out.numel();
-    if n == 0 {
-        return Ok(out);
-    }
-    let (mut px, mut po, mut n64, mut f) =
-        (cuda_address(&x)?, cuda_address(&out)?, n as i64, factor);
-    d.launch(
-        Family::Scale,
-        dt,
-        &format!("scale_{}", dt.name()),
-        CudaDevice::grid_for(n, BLOCK),
-        BLOCK,
-        &mut [arg(&mut px), arg(&mut po), arg(&mut n64), arg(&mut f)],
-    )?;
+    let mut f = factor;
+    let entry = format!("scale_{}", dt.name());
+    launch_map(d, Family::Scale, dt, &entry, &x, &out, &mut [arg(&mut f)])?;
     Ok(out)
 }
 
@@ -577,19 +519,8 @@ fn reduce(
 fn cast(d: &CudaDevice, x: &Tensor, to: DType, ctx: &OpCtx<'_>) -> CoreResult<Tensor> {
     let x = contiguous(x, ctx.budget)?;
     let out = ctx.alloc(to, x.shape())?;
-    let n = out.numel();
-    if n == 0 {
-        return Ok(out);
-    }
-    let (mut px, mut po, mut n64) = (cuda_address(&x)?, cuda_address(&out)?, n as i64);
-    d.launch(
-        Family::Cast,
-        x.dtype(),
-        &format!("cast_{}_to_{}", x.dtype().name(), to.name()),
-        CudaDevice::grid_for(n, BLOCK),
-        BLOCK,
-        &mut [arg(&mut px), arg(&mut po), arg(&mut n64)],
-    )?;
+    let entry = format!("cast_{}_to_{}", x.dtype().name(), to.name());
+    launch_map(d, Family::Cast, x.dtype(), &entry, &x, &out, &mut [])?;
     Ok(out)
 }
 
@@ -600,18 +531,12 @@ fn embedding(
     ids: &Tensor,
     ctx: &OpCtx<'_>,
 ) -> CoreResult<Tensor> {
-    if table.ndim() != 2 {
-        return Err(CoreError::new(
-            ErrorKind::ShapeMismatch,
-            "embedding: table must be 2-D [rows, dim]",
-        ));
-    }
-    let id_kind = match ids.dtype() {
-        DType::I32 => "i32",
-        DType::I64 => "i64",
-        other => return Err(dtype_error(OpId::Embedding, "ids of this dtype", other)),
+    let (rows, dim) = shape::embedding_dims(table, ids)?;
+    let id_kind = if ids.dtype() == DType::I32 {
+        "i32"
+    } else {
+        "i64"
     };
-    let (rows, dim) = (table.shape()[0], table.shape()[1]);
     let table = contiguous(table, ctx.budget)?;
     let ids = contiguous(ids, ctx.budget)?;
     let mut shape = ids.shape().to_vec();
@@ -624,12 +549,6 @@ fn embedding(
     let flag = device::alloc_tensor(d.index(), DType::I32, &[1], None)?;
     d.copy_htod(cuda_address(&flag)?, &[0u8; 4])?;
     let elem = table.dtype().size();
-    let by_size = match elem {
-        1 => DType::U8,
-        2 => DType::F16,
-        4 => DType::F32,
-        _ => DType::F64,
-    };
     let (mut pt, mut pi, mut po, mut pf) = (
         cuda_address(&table)?,
         cuda_address(&ids)?,
@@ -639,7 +558,7 @@ fn embedding(
     let (mut nids, mut r64, mut d64) = (ids.numel() as i64, rows as i64, dim as i64);
     d.launch(
         Family::Move,
-        by_size,
+        move_module(elem),
         &format!("embedding_{id_kind}_{}", size_suffix(elem)),
         CudaDevice::grid_for(n, BLOCK),
         BLOCK,
@@ -668,43 +587,8 @@ fn concat(
     axis: i64,
     ctx: &OpCtx<'_>,
 ) -> CoreResult<Tensor> {
-    let first = tensors
-        .first()
-        .ok_or_else(|| r.err("needs at least one tensor"))?;
-    if first.ndim() == 0 {
-        return Err(CoreError::new(
-            ErrorKind::ShapeMismatch,
-            "concat: tensors must be at least 1-D",
-        ));
-    }
-    let axis = r.axis(axis, first.ndim())?;
-    let mut shape = first.shape().to_vec();
-    shape[axis] = 0;
-    for t in tensors {
-        if t.dtype() != first.dtype() {
-            return Err(CoreError::new(
-                ErrorKind::DtypeMismatch,
-                format!("concat: {} and {}", first.dtype().name(), t.dtype().name()),
-            ));
-        }
-        let same_off_axis = t.ndim() == first.ndim()
-            && t.shape()
-                .iter()
-                .zip(first.shape())
-                .enumerate()
-                .all(|(i, (a, b))| i == axis || a == b);
-        if !same_off_axis {
-            return Err(CoreError::new(
-                ErrorKind::ShapeMismatch,
-                format!(
-                    "concat: shapes {:?} and {:?} differ off axis {axis}",
-                    first.shape(),
-                    t.shape()
-                ),
-            ));
-        }
-        shape[axis] += t.shape()[axis];
-    }
+    let (axis, shape) = shape::concat_shape(r, tensors, axis)?;
+    let first = tensors[0];
     let out = ctx.alloc(first.dtype(), &shape)?;
     let elem = first.dtype().size();
     let mut at = 0usize;

@@ -150,28 +150,34 @@ template <typename A> __device__ A block_max(A v, A* sh) {
 /// The element-type preamble of a module: `T`, its arithmetic type `A`,
 /// and what kind of number it is.
 fn dtype_defines(d: DType) -> String {
-    let (ty, float, signed, min, max) = match d {
-        DType::F32 => ("float", 1, 1, "0", "0"),
-        DType::F64 => ("double", 1, 1, "0", "0"),
-        DType::F16 => ("f16_t", 1, 1, "0", "0"),
-        DType::BF16 => ("bf16_t", 1, 1, "0", "0"),
-        DType::I32 => ("int", 0, 1, "(-2147483647 - 1)", "2147483647"),
-        DType::I64 => (
-            "long long",
-            0,
-            1,
-            "(-9223372036854775807LL - 1)",
-            "9223372036854775807LL",
-        ),
-        DType::U8 | DType::Bool => ("unsigned char", 0, 0, "0", "255"),
-        DType::I8 => ("signed char", 0, 1, "(-128)", "127"),
-    };
+    let (ty, min, max) = c_type(d);
+    let float = i32::from(d.is_float());
+    let signed = i32::from(!matches!(d, DType::U8 | DType::Bool));
     format!(
         "typedef {ty} T;\ntypedef Num<T>::A A;\n#define SUF {}\n#define IS_FLOAT {float}\n\
          #define IS_SIGNED {signed}\n#define IS_F64 {}\n#define T_MIN {min}\n#define T_MAX {max}\n",
         d.name(),
         i32::from(d == DType::F64),
     )
+}
+
+/// The C type of a dtype's elements, and its range as C literals ("0" for
+/// floats, whose range no kernel uses).
+fn c_type(d: DType) -> (&'static str, &'static str, &'static str) {
+    match d {
+        DType::F32 => ("float", "0", "0"),
+        DType::F64 => ("double", "0", "0"),
+        DType::F16 => ("f16_t", "0", "0"),
+        DType::BF16 => ("bf16_t", "0", "0"),
+        DType::I32 => ("int", "(-2147483647 - 1)", "2147483647"),
+        DType::I64 => (
+            "long long",
+            "(-9223372036854775807LL - 1)",
+            "9223372036854775807LL",
+        ),
+        DType::U8 | DType::Bool => ("unsigned char", "0", "255"),
+        DType::I8 => ("signed char", "(-128)", "127"),
+    }
 }
 
 /// A kernel family: one module per element type (or size).
@@ -459,26 +465,21 @@ extern "C" __global__ void CAT(rmsnorm, SUF)(const T* x, const T* gamma, T* y, i
 /// each, reading `len` elements `inner` apart. `len` is at least 1 for
 /// `max` and `argmax` (an empty axis is refused before launch).
 const REDUCE_FLOAT: &str = r#"
-extern "C" __global__ void CAT(sum, SUF)(const T* x, T* o, i64 outs, i64 len, i64 inner) {
-  __shared__ double sh[BLOCK];
-  for (i64 r = blockIdx.x; r < outs; r += gridDim.x) {
-    const i64 base = (r / inner) * len * inner + r % inner;
-    double s = 0;
-    for (i64 j = threadIdx.x; j < len; j += BLOCK) s += (double)Num<T>::ld(x[base + j * inner]);
-    s = block_sum(s, sh);
-    if (threadIdx.x == 0) o[r] = Num<T>::st((A)s);
+// sum and mean: an f64 sum, then FINISH(s) is stored.
+#define SUM_LIKE(name, FINISH)                                                          \
+  extern "C" __global__ void CAT(name, SUF)(const T* x, T* o, i64 outs, i64 len, i64 inner) { \
+    __shared__ double sh[BLOCK];                                                        \
+    for (i64 r = blockIdx.x; r < outs; r += gridDim.x) {                                \
+      const i64 base = (r / inner) * len * inner + r % inner;                           \
+      double s = 0;                                                                     \
+      for (i64 j = threadIdx.x; j < len; j += BLOCK)                                    \
+        s += (double)Num<T>::ld(x[base + j * inner]);                                   \
+      s = block_sum(s, sh);                                                             \
+      if (threadIdx.x == 0) o[r] = Num<T>::st((A)(FINISH));                             \
+    }                                                                                   \
   }
-}
-extern "C" __global__ void CAT(mean, SUF)(const T* x, T* o, i64 outs, i64 len, i64 inner) {
-  __shared__ double sh[BLOCK];
-  for (i64 r = blockIdx.x; r < outs; r += gridDim.x) {
-    const i64 base = (r / inner) * len * inner + r % inner;
-    double s = 0;
-    for (i64 j = threadIdx.x; j < len; j += BLOCK) s += (double)Num<T>::ld(x[base + j * inner]);
-    s = block_sum(s, sh);
-    if (threadIdx.x == 0) o[r] = Num<T>::st((A)(s / (double)len));
-  }
-}
+SUM_LIKE(sum, s)
+SUM_LIKE(mean, s / (double)len)
 extern "C" __global__ void CAT(max, SUF)(const T* x, T* o, i64 outs, i64 len, i64 inner) {
   __shared__ A sh[BLOCK];
   for (i64 r = blockIdx.x; r < outs; r += gridDim.x) {
@@ -615,35 +616,19 @@ fn cast_source(src: DType) -> String {
         "const i64 v = (i64)x[i];"
     };
     for dst in DType::ALL {
-        let (ty, conv) = match dst {
-            DType::F32 => ("float", "(float)v".to_owned()),
-            DType::F64 => ("double", "(double)v".to_owned()),
-            DType::F16 => ("f16_t", "f64_to_f16((double)v)".to_owned()),
-            DType::BF16 => ("bf16_t", "f32_to_bf16((float)v)".to_owned()),
-            DType::Bool => ("unsigned char", "(unsigned char)(v != 0)".to_owned()),
-            int => {
-                let (ty, min, max) = match int {
-                    DType::I32 => ("int", "(-2147483647 - 1)", "2147483647"),
-                    DType::I64 => (
-                        "long long",
-                        "(-9223372036854775807LL - 1)",
-                        "9223372036854775807LL",
-                    ),
-                    DType::U8 => ("unsigned char", "0", "255"),
-                    _ => ("signed char", "(-128)", "127"),
-                };
-                let conv = if src.is_float() {
-                    // Truncate toward zero and saturate; NaN is 0.
-                    format!(
-                        "v != v ? ({ty})0 : v <= (double){min} ? ({ty}){min} : \
-                         v >= (double){max} ? ({ty}){max} : ({ty})(i64)trunc(v)"
-                    )
-                } else {
-                    // Integers keep the low bits.
-                    format!("({ty})(u64)v")
-                };
-                (ty, conv)
-            }
+        let (ty, min, max) = c_type(dst);
+        let conv = match dst {
+            DType::F32 | DType::F64 => format!("({ty})v"),
+            DType::F16 => "f64_to_f16((double)v)".to_owned(),
+            DType::BF16 => "f32_to_bf16((float)v)".to_owned(),
+            DType::Bool => "(unsigned char)(v != 0)".to_owned(),
+            // Truncate toward zero and saturate; NaN is 0.
+            _ if src.is_float() => format!(
+                "v != v ? ({ty})0 : v <= (double){min} ? ({ty}){min} : \
+                 v >= (double){max} ? ({ty}){max} : ({ty})(i64)trunc(v)"
+            ),
+            // Integers keep the low bits.
+            _ => format!("({ty})(u64)v"),
         };
         s.push_str(&format!(
             "extern \"C\" __global__ void cast_{}_to_{}(const T* x, {ty}* o, i64 n) {{\n  \
